@@ -1,0 +1,115 @@
+"""Every error modelyard raises on purpose, defined once.
+
+Adapters (CLI, REST, gRPC) translate these to exit codes and status codes at their edge; nothing
+here knows about transports. The tree::
+
+    ModelyardError
+    ├── ConfigError                 settings or a config file are wrong
+    ├── StorageError                the database or the artifact store failed
+    │   ├── DatabaseUnavailable     cannot connect, or the URL is malformed
+    │   └── SchemaMismatch          the database was migrated by a newer modelyard
+    ├── NotFound                    something named does not exist
+    │   ├── ModelNotFound
+    │   ├── VersionNotFound
+    │   ├── AliasNotFound
+    │   └── TagNotFound
+    ├── Conflict                    the request contradicts the current state
+    ├── InvalidInput                the caller's data or arguments are wrong
+    │   ├── SignatureMismatch       data does not fit a model's signature
+    │   └── ReferenceMismatch       reference data does not fit the model
+    ├── ArtifactError               a model file cannot be used
+    │   ├── UnknownFormat
+    │   ├── UnsafeFormat            pickle without consent, untrusted skops types
+    │   ├── CorruptArtifact         the file is damaged or does not match its hash
+    │   └── MissingExtra            an optional dependency is not installed
+    └── AuditError                  the audit chain is broken
+"""
+
+from __future__ import annotations
+
+
+class ModelyardError(Exception):
+    """Base of every error modelyard raises deliberately; its message is shown to users as is."""
+
+
+class ConfigError(ModelyardError):
+    pass
+
+
+class StorageError(ModelyardError):
+    pass
+
+
+class DatabaseUnavailable(StorageError):
+    pass
+
+
+class SchemaMismatch(StorageError):
+    pass
+
+
+class NotFound(ModelyardError):
+    pass
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class VersionNotFound(NotFound):
+    pass
+
+
+class AliasNotFound(NotFound):
+    pass
+
+
+class TagNotFound(NotFound):
+    pass
+
+
+class Conflict(ModelyardError):
+    pass
+
+
+class InvalidInput(ModelyardError):
+    pass
+
+
+class SignatureMismatch(InvalidInput):
+    pass
+
+
+class ReferenceMismatch(InvalidInput):
+    pass
+
+
+class ArtifactError(ModelyardError):
+    pass
+
+
+class UnknownFormat(ArtifactError):
+    pass
+
+
+class UnsafeFormat(ArtifactError):
+    pass
+
+
+class CorruptArtifact(ArtifactError):
+    pass
+
+
+class MissingExtra(ArtifactError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package: pip install 'modelyard[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class AuditError(ModelyardError):
+    pass

@@ -1,0 +1,17 @@
+"""Names of the changes the audit log records; stable strings that scripts may filter on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    MODEL_CREATE = "model.create"
+    MODEL_DELETE = "model.delete"
+    MODEL_RESTORE = "model.restore"
+    VERSION_REGISTER = "version.register"
+    VERSION_DELETE = "version.delete"
+    ALIAS_SET = "alias.set"
+    ALIAS_REMOVE = "alias.remove"
+    TAG_SET = "tag.set"
+    TAG_REMOVE = "tag.remove"

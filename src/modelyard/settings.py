@@ -1,0 +1,132 @@
+"""One ``Settings`` object for the whole tool.
+
+Precedence, highest first: a CLI flag (passed as a keyword to :meth:`Settings.load`), an
+environment variable (``MODELYARD_`` prefix, ``__`` between nested sections, e.g.
+``MODELYARD_STORE__BUSY_TIMEOUT_S=10``), the config file, the default.
+
+The config file is TOML: ``MODELYARD_CONFIG`` names it; otherwise ``modelyard.toml`` in the
+current directory is read when it exists. Its keys are the field names, sections as tables::
+
+    home = "/srv/modelyard"
+    database_url = "postgresql+psycopg://modelyard@db/modelyard"
+
+    [store]
+    busy_timeout_s = 10
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from modelyard.errors import ConfigError
+
+CONFIG_ENV = "MODELYARD_CONFIG"
+DEFAULT_CONFIG_FILE = Path("modelyard.toml")
+
+
+class StoreSettings(BaseModel):
+    """How modelyard talks to its database."""
+
+    connect_timeout_s: float = Field(5.0, gt=0, description="give up connecting after this long")
+    busy_timeout_s: float = Field(
+        30.0, gt=0, description="SQLite: wait this long for another writer to finish"
+    )
+    migrate_on_start: bool = Field(True, description="apply pending schema migrations on open")
+
+
+class RegistrySettings(BaseModel):
+    """How models are registered."""
+
+    sample_rows: int = Field(
+        1000, gt=0, description="reference rows used to check the model and infer its outputs"
+    )
+    example_rows: int = Field(5, gt=0, description="rows kept as the input example")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MODELYARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(Path(".modelyard"), description="folder of the embedded defaults")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite at HOME/modelyard.db"
+    )
+    artifacts_uri: str | None = Field(
+        None, description="fsspec URL of the artifact root; default: HOME/artifacts"
+    )
+    actor: str | None = Field(None, description="who changes are recorded as; default: OS user")
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _config_file_source(settings_cls)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Settings from flags (``overrides``; ``None`` means not given), env, file, defaults."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'modelyard.db').resolve()}"
+
+    @property
+    def resolved_artifacts_uri(self) -> str:
+        if self.artifacts_uri:
+            return self.artifacts_uri
+        return str((self.home / "artifacts").resolve())
+
+    @property
+    def resolved_actor(self) -> str:
+        if self.actor:
+            return self.actor
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry, e.g. in some containers
+            return f"uid:{os.getuid()}"
+
+
+def _config_file_source(settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+    named = os.environ.get(CONFIG_ENV)
+    path = Path(named) if named else DEFAULT_CONFIG_FILE
+    if not path.is_file():
+        if named:
+            raise ConfigError(f"config file {path} (from {CONFIG_ENV}) does not exist")
+        return InitSettingsSource(settings_cls, init_kwargs={})
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return InitSettingsSource(settings_cls, init_kwargs=data)

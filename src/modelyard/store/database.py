@@ -1,0 +1,186 @@
+"""Connections to the registry database: SQLite (embedded default, WAL) or PostgreSQL.
+
+Writers are serialised where it matters: on SQLite a write transaction starts with
+``BEGIN IMMEDIATE`` (waiting up to ``busy_timeout_s`` for another writer), on PostgreSQL the
+registry takes row locks (``SELECT … FOR UPDATE``). Opening a database applies pending Alembic
+migrations under a lock, and refuses a database migrated by a newer modelyard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from modelyard.errors import DatabaseUnavailable, SchemaMismatch
+from modelyard.settings import StoreSettings
+
+_WRITE = "modelyard_write"
+_MIGRATION_LOCK_KEY = 0x6D6F64656C  # pg_advisory_xact_lock key for schema upgrades
+
+
+class Database:
+    """An engine plus the two ways the registry uses it: ``read()`` and ``write()``."""
+
+    def __init__(self, url: str, settings: StoreSettings | None = None) -> None:
+        self.settings = settings or StoreSettings()
+        self.url = url
+        self.engine = _create_engine(url, self.settings)
+        self.dialect = self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _translate_errors(self.url), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction; on SQLite it holds the database write lock from the start."""
+        with _translate_errors(self.url), self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    def migrate(self, upgrade: bool = True) -> None:
+        """Bring the schema to this modelyard's head revision, or refuse a newer one.
+
+        With ``upgrade=False`` an older schema is refused too, for deployments whose
+        operators apply migrations themselves.
+        """
+        config = Config()
+        config.set_main_option("script_location", str(_migrations_dir()))
+        script = ScriptDirectory.from_config(config)
+        head = script.get_current_head()
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            current = MigrationContext.configure(conn).get_current_heads()
+            known = {rev.revision for rev in script.walk_revisions()}
+            unknown = [rev for rev in current if rev not in known]
+            if unknown:
+                raise SchemaMismatch(
+                    f"the database at {display_url(self.url)} has schema revision "
+                    f"{', '.join(unknown)}, newer than this modelyard knows (up to {head}); "
+                    "upgrade modelyard to use it"
+                )
+            if tuple(current) != (head,):
+                if not upgrade:
+                    raise SchemaMismatch(
+                        f"the database at {display_url(self.url)} has schema revision "
+                        f"{', '.join(current) or 'none'}, this modelyard needs {head}; "
+                        "set MODELYARD_STORE__MIGRATE_ON_START=true to upgrade it"
+                    )
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def display_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _migrations_dir() -> Path:
+    return Path(str(files("modelyard.store") / "migrations"))
+
+
+def _create_engine(url: str, settings: StoreSettings) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"database URL {url!r} is malformed; expected e.g. sqlite:///path/modelyard.db "
+            "or postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseUnavailable(
+            f"database {display_url(url)} is not supported; use SQLite or PostgreSQL"
+        )
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        connect_args["timeout"] = settings.busy_timeout_s
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout_s))
+    try:
+        engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise DatabaseUnavailable(
+            f"database URL {display_url(url)} names an unknown driver; "
+            "use sqlite:/// or postgresql+psycopg://"
+        ) from None
+    except ImportError as exc:
+        raise DatabaseUnavailable(
+            f"the driver for {display_url(url)} is not installed ({exc.name}); "
+            "for PostgreSQL: pip install 'modelyard[postgres]'"
+        ) from None
+    if backend == "sqlite":
+        _configure_sqlite(engine, settings)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, settings: StoreSettings) -> None:
+    busy_ms = int(settings.busy_timeout_s * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def _translate_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_connect_error(exc):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise DatabaseUnavailable(
+                f"cannot use the database at {display_url(url)}: {reason}"
+            ) from None
+        raise
+
+
+def _is_connect_error(exc: DBAPIError) -> bool:
+    name = type(exc.orig).__name__
+    message = str(exc.orig).lower()
+    return name in ("OperationalError", "InterfaceError") and any(
+        hint in message
+        for hint in (
+            "connection",
+            "connect",
+            "could not translate host",
+            "does not exist",
+            "unable to open database",
+            "database is locked",
+            "authentication",
+            "password",
+        )
+    )

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from modelyard.errors import DatabaseUnavailable, SchemaMismatch
+from modelyard.settings import StoreSettings
+from modelyard.store import Database, display_url
+
+
+def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    db.migrate()
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"models", "model_versions", "aliases", "version_tags", "audit_log"} <= tables
+    with db.read() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    db.dispose()
+
+
+def test_sqlite_database_uses_wal(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x' / 'modelyard.db'}")
+    db.migrate()
+    with db.read() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    db.dispose()
+
+
+def test_a_database_from_a_newer_modelyard_is_refused(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    with db.write() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(SchemaMismatch, match="9999_future.*newer than this modelyard"):
+        db.migrate()
+    db.dispose()
+
+
+def test_an_old_schema_is_refused_when_migrations_are_left_to_operators(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'modelyard.db'}")
+    with pytest.raises(SchemaMismatch, match="MIGRATE_ON_START"):
+        db.migrate(upgrade=False)
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "malformed"),
+        ("mysql://root@127.0.0.1/test", "not supported"),
+        ("postgresql+nosuchdriver://u@127.0.0.1/x", "unknown driver"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot use the database"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/no_such_db_here", "does not exist"),
+    ],
+)
+def test_a_wrong_database_url_gives_a_clear_error(url: str, message: str) -> None:
+    with pytest.raises(DatabaseUnavailable, match=message):
+        Database(url, StoreSettings(connect_timeout_s=2)).migrate()
+
+
+def test_passwords_are_hidden_in_messages() -> None:
+    shown = display_url("postgresql+psycopg://bob:s3cret@db.example/x")
+    assert "s3cret" not in shown
+    assert "bob" in shown
