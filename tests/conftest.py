@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelyard.api import open_registry
+from modelyard.api.workspace import close_databases
 from modelyard.registry import Registry
 from modelyard.settings import Settings
 
@@ -44,6 +45,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
+        close_databases()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -73,10 +75,14 @@ def sqlite_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def registry(settings: Settings) -> Iterator[Registry]:
-    reg = open_registry(settings)
-    yield reg
-    reg.db.dispose()
+def registry(settings: Settings) -> Registry:
+    return open_registry(settings)
+
+
+@pytest.fixture(autouse=True)
+def _close_pools() -> Iterator[None]:
+    yield
+    close_databases()
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,10 @@ def to_frame(data: Any, signature: Signature) -> pd.DataFrame:
         )
     if len(frame) == 0:
         raise SignatureMismatch("input has no rows")
+    if list(frame.columns) == names and all(
+        _already(frame[spec.name], spec) for spec in signature.inputs
+    ):
+        return frame  # already right: the model sees the caller's own memory layout
     return pd.DataFrame(
         {spec.name: _cast(frame[spec.name], spec) for spec in signature.inputs}, index=frame.index
     )
@@ -109,6 +113,12 @@ def _as_frame(data: Any, names: list[str]) -> pd.DataFrame:
             f"{', '.join(names)}"
         )
     return pd.DataFrame(array, columns=names)
+
+
+def _already(column: pd.Series, spec: TensorSpec) -> bool:
+    if spec.datatype == "BYTES":
+        return column.dtype == object
+    return bool(column.dtype == numpy_dtype(spec.datatype))
 
 
 def _cast(column: pd.Series, spec: TensorSpec) -> np.ndarray | pd.Series:

@@ -1,0 +1,57 @@
+"""The installed `modelyard` command in a real process, as a new user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODELYARD = str(Path(sys.executable).with_name("modelyard"))
+
+
+def _run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [MODELYARD, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+
+
+def test_demo_runs_on_embedded_defaults_and_can_run_again(tmp_path: Path) -> None:
+    first = _run("demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "registered breast-cancer:1" in first.stdout
+    assert "registered breast-cancer:2" in first.stdout
+    assert "identical to the in-memory model" in first.stdout
+    assert "chain intact" in first.stdout
+    assert "modelyard models show breast-cancer@champion" in first.stdout
+    assert (tmp_path / ".modelyard" / "modelyard.db").is_file()
+    assert (tmp_path / ".modelyard" / "artifacts" / "breast-cancer").is_dir()
+    second = _run("demo", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "registered breast-cancer:3" in second.stdout
+    listed = _run("models", "show", "breast-cancer@champion", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "classification" in listed.stdout
+
+
+def test_errors_reach_the_terminal_as_one_line(tmp_path: Path) -> None:
+    done = _run("register", "missing.skops", "--name", "m", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: model file not found: missing.skops"
+    bad_db = _run("models", "list", cwd=tmp_path,
+                  env={"MODELYARD_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/x"})
+    assert bad_db.returncode == 1
+    assert len(bad_db.stderr.strip().splitlines()) == 1
+    assert "cannot use the database at postgresql+psycopg://x@127.0.0.1:1/x" in bad_db.stderr
+    usage = _run("models", "show", cwd=tmp_path)
+    assert usage.returncode == 2
+    assert "Traceback" not in usage.stderr
