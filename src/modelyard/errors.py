@@ -28,6 +28,12 @@ here knows about transports. The tree::
 from __future__ import annotations
 
 
+def first_line(text: str) -> str:
+    """The first line of a (library's) message, so that errors shown to users stay one line."""
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
+
+
 class ModelyardError(Exception):
     """Base of every error modelyard raises deliberately; its message is shown to users as is."""
 

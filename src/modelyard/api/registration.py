@@ -21,7 +21,7 @@ import pandas as pd
 from modelyard import runtimes
 from modelyard.api.tables import read_table, records
 from modelyard.api.workspace import open_registry
-from modelyard.errors import InvalidInput, ReferenceMismatch
+from modelyard.errors import InvalidInput, ReferenceMismatch, first_line
 from modelyard.registry import ModelRef, PackageManifest, Provenance, ReferenceInfo, VersionInfo
 from modelyard.registry.manifest import MODEL_DIR, REFERENCE_FILE
 from modelyard.registry.provenance import baseline_metrics, git_state, sha256_bytes
@@ -292,7 +292,7 @@ def _predict(runtime: Runtime, data: Any) -> dict[str, np.ndarray]:
     try:
         return runtime.predict(data)
     except Exception as exc:  # the model's own error: report it as a data mismatch
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(str(exc)) or type(exc).__name__
         raise ReferenceMismatch(f"the model failed on the reference data: {message}") from exc
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from modelyard.errors import InvalidInput
+from modelyard.errors import InvalidInput, first_line
 
 _READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     ".parquet": pd.read_parquet,
@@ -32,8 +32,8 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         frame = reader(path)
     except Exception as exc:  # each reader raises its own family of errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInput(f"cannot read {path}: {first}") from None
+        reason = first_line(str(exc)) or type(exc).__name__
+        raise InvalidInput(f"cannot read {path}: {reason}") from None
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInput(f"{path} does not hold a table")
     return frame

@@ -350,19 +350,10 @@ class Registry:
         with self.db.write() as conn:
             model = self._lock_model(conn, ref.name)
             row = self._resolve(conn, model, ref)
-            old = conn.execute(
-                select(version_tags.c.value).where(
-                    version_tags.c.version_id == row.id, version_tags.c.key == key
-                )
-            ).scalar()
+            old = _drop_tag(conn, row.id, key)
+            conn.execute(insert(version_tags).values(version_id=row.id, key=key, value=value))
             if old == value:
                 return
-            conn.execute(
-                delete(version_tags).where(
-                    version_tags.c.version_id == row.id, version_tags.c.key == key
-                )
-            )
-            conn.execute(insert(version_tags).values(version_id=row.id, key=key, value=value))
             audit.append(
                 conn,
                 self.actor,
@@ -376,18 +367,9 @@ class Registry:
         with self.db.write() as conn:
             model = self._lock_model(conn, ref.name)
             row = self._resolve(conn, model, ref)
-            old = conn.execute(
-                select(version_tags.c.value).where(
-                    version_tags.c.version_id == row.id, version_tags.c.key == key
-                )
-            ).scalar()
+            old = _drop_tag(conn, row.id, key)
             if old is None:
                 raise TagNotFound(f"version {model.name}:{row.version} has no tag {key!r}")
-            conn.execute(
-                delete(version_tags).where(
-                    version_tags.c.version_id == row.id, version_tags.c.key == key
-                )
-            )
             audit.append(
                 conn,
                 self.actor,
@@ -457,3 +439,11 @@ class Registry:
             self.artifacts.remove(uri)
         return removed
 
+
+def _drop_tag(conn: Connection, version_id: int, key: str) -> str | None:
+    """Delete one tag of a version; returns the value it had, if any."""
+    where = (version_tags.c.version_id == version_id, version_tags.c.key == key)
+    old = conn.execute(select(version_tags.c.value).where(*where)).scalar()
+    if old is not None:
+        conn.execute(delete(version_tags).where(*where))
+    return old

@@ -59,7 +59,7 @@ def to_frame(data: Any, signature: Signature) -> pd.DataFrame:
     if len(frame) == 0:
         raise SignatureMismatch("input has no rows")
     if list(frame.columns) == names and all(
-        _already(frame[spec.name], spec) for spec in signature.inputs
+        _already(dtype, spec) for dtype, spec in zip(frame.dtypes, signature.inputs, strict=True)
     ):
         return frame  # already right: the model sees the caller's own memory layout
     return pd.DataFrame(
@@ -115,10 +115,10 @@ def _as_frame(data: Any, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(array, columns=names)
 
 
-def _already(column: pd.Series, spec: TensorSpec) -> bool:
+def _already(dtype: Any, spec: TensorSpec) -> bool:
     if spec.datatype == "BYTES":
-        return column.dtype == object
-    return bool(column.dtype == numpy_dtype(spec.datatype))
+        return bool(dtype == np.dtype(object))
+    return bool(dtype == numpy_dtype(spec.datatype))
 
 
 def _cast(column: pd.Series, spec: TensorSpec) -> np.ndarray | pd.Series:

@@ -39,8 +39,3 @@ def pinned_spec(
         options=options or {},
     )
 
-
-def first_line(text: str) -> str:
-    """The first line of an exception message, so errors stay one line."""
-    lines = text.strip().splitlines()
-    return lines[0] if lines else text

@@ -10,8 +10,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import ArtifactError, CorruptArtifact, MissingExtra, UnsafeFormat
-from modelyard.runtimes._files import first_line
+from modelyard.errors import ArtifactError, CorruptArtifact, MissingExtra, UnsafeFormat, first_line
 from modelyard.runtimes.base import Consent, sha256_file
 
 SUFFIXES: dict[str, str] = {".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib"}

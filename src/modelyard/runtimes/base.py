@@ -14,16 +14,18 @@ ONNX models keep the output names their graph declares.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from modelyard.errors import CorruptArtifact
+from modelyard.errors import CorruptArtifact, MissingExtra
 from modelyard.types import FlavorSpec, Signature, Task
 
 ModelInput = pd.DataFrame | np.ndarray | Mapping[str, np.ndarray]
@@ -78,6 +80,14 @@ class Runtime(ABC):
     @abstractmethod
     def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
         """All outputs by name for a batch of rows."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import an optional dependency, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(module, extra, purpose) from exc
 
 
 def sha256_file(path: Path) -> str:

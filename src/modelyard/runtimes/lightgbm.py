@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelyard.errors import CorruptArtifact, InvalidInput, MissingExtra, UnknownFormat
-from modelyard.runtimes._files import first_line, pinned_spec, staged_copy
+from modelyard.errors import CorruptArtifact, InvalidInput, UnknownFormat, first_line
+from modelyard.runtimes._files import pinned_spec, staged_copy
 from modelyard.runtimes._tabular import as_frame, check_width, json_safe, python_list
-from modelyard.runtimes.base import Consent, ModelInput, Runtime, verify_file
+from modelyard.runtimes.base import Consent, ModelInput, Runtime, require_extra, verify_file
 from modelyard.types import FlavorSpec, Task
 
 MODEL_FILE = "model.txt"
@@ -28,7 +28,7 @@ _AUTO_NAME = re.compile(r"Column_\d+")
 
 def save(model: Any, directory: Path) -> FlavorSpec:
     """Write a fitted ``LGBMModel`` or ``Booster`` as LightGBM text, ``model.txt``."""
-    lgb = _lightgbm("saving a LightGBM model")
+    lgb = require_extra("lightgbm", "lightgbm", "saving a LightGBM model")
     options: dict[str, Any] = {}
     if isinstance(model, lgb.Booster):
         booster, options["wrapper"] = model, "Booster"
@@ -51,7 +51,7 @@ def save(model: Any, directory: Path) -> FlavorSpec:
 def import_file(path: Path, directory: Path, consent: Consent) -> FlavorSpec:
     """Copy a LightGBM text model file; it is registered as a ``Booster``."""
     del consent  # LightGBM's text format holds data only
-    lgb = _lightgbm("registering a LightGBM model")
+    lgb = require_extra("lightgbm", "lightgbm", "registering a LightGBM model")
     with staged_copy(path, directory, MODEL_FILE) as target:
         _read_booster(lgb, target, str(path))
         return pinned_spec("lightgbm", "lightgbm-txt", target, {"wrapper": "Booster"})
@@ -60,7 +60,7 @@ def import_file(path: Path, directory: Path, consent: Consent) -> FlavorSpec:
 def load(directory: Path, spec: FlavorSpec) -> LightGBMRuntime:
     """The package's booster; a classifier's labels come from ``spec.options["classes"]``."""
     path = verify_file(directory, spec)
-    lgb = _lightgbm("loading a LightGBM model")
+    lgb = require_extra("lightgbm", "lightgbm", "loading a LightGBM model")
     wrapper = spec.options.get("wrapper", "Booster")
     if wrapper != "Booster" and wrapper not in WRAPPERS:
         raise UnknownFormat(f"unknown LightGBM wrapper {wrapper!r}; expected one of {WRAPPERS}")
@@ -126,14 +126,6 @@ class LightGBMRuntime(Runtime):
             return table
         columns = [by_name[name] for name in names]
         return table if columns == list(table.columns) else table[columns]
-
-
-def _lightgbm(purpose: str) -> ModuleType:
-    try:
-        import lightgbm
-    except ImportError as exc:
-        raise MissingExtra("lightgbm", "lightgbm", purpose) from exc
-    return lightgbm
 
 
 def _read_booster(lgb: ModuleType, path: Path, shown: str) -> Any:

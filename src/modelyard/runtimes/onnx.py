@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelyard.errors import ArtifactError, CorruptArtifact, SignatureMismatch
-from modelyard.runtimes._files import first_line, pinned_spec, staged_copy
+from modelyard.errors import ArtifactError, CorruptArtifact, SignatureMismatch, first_line
+from modelyard.runtimes._files import pinned_spec, staged_copy
 from modelyard.runtimes._tabular import python_list
 from modelyard.runtimes.base import Consent, ModelInput, Runtime, verify_file
 from modelyard.types import FlavorSpec, Signature, TensorSpec, datatype_of

@@ -18,10 +18,11 @@ from modelyard.errors import (
     InvalidInput,
     UnknownFormat,
     UnsafeFormat,
+    first_line,
 )
 from modelyard.runtimes import _pickle
 from modelyard.runtimes._estimator import EstimatorRuntime
-from modelyard.runtimes._files import first_line, pinned_spec, staged_copy
+from modelyard.runtimes._files import pinned_spec, staged_copy
 from modelyard.runtimes.base import Consent, verify_file
 from modelyard.types import FlavorSpec
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.errors import CorruptArtifact, InvalidInput, MissingExtra, UnknownFormat
+from modelyard.errors import CorruptArtifact, InvalidInput, UnknownFormat, first_line
 from modelyard.runtimes._estimator import EstimatorRuntime
-from modelyard.runtimes._files import first_line, pinned_spec, staged_copy
+from modelyard.runtimes._files import pinned_spec, staged_copy
 from modelyard.runtimes._tabular import as_table, python_list
-from modelyard.runtimes.base import Consent, ModelInput, Runtime, verify_file
+from modelyard.runtimes.base import Consent, ModelInput, Runtime, require_extra, verify_file
 from modelyard.types import FlavorSpec, Task
 
 # Most specific first: XGBRFClassifier is an XGBClassifier.
@@ -33,7 +33,7 @@ _ESTIMATOR_TYPES = {
 
 def save(model: Any, directory: Path) -> FlavorSpec:
     """Write a fitted ``XGBModel`` or ``Booster`` as ``model.json``."""
-    xgb = _xgboost("saving an XGBoost model")
+    xgb = require_extra("xgboost", "xgboost", "saving an XGBoost model")
     if isinstance(model, xgb.Booster):
         wrapper = "Booster"
     elif isinstance(model, xgb.XGBModel):
@@ -52,7 +52,7 @@ def save(model: Any, directory: Path) -> FlavorSpec:
 def import_file(path: Path, directory: Path, consent: Consent) -> FlavorSpec:
     """Copy an XGBoost ``.json``/``.ubj`` model; a wrapper's saved estimator type is kept."""
     del consent  # XGBoost's own formats hold data only
-    xgb = _xgboost("registering an XGBoost model")
+    xgb = require_extra("xgboost", "xgboost", "registering an XGBoost model")
     serialization = _SERIALIZATIONS.get(path.suffix.lower())
     if serialization is None:
         raise UnknownFormat(f"{path.name} is not an XGBoost model; expected .json or .ubj")
@@ -69,7 +69,7 @@ def import_file(path: Path, directory: Path, consent: Consent) -> FlavorSpec:
 def load(directory: Path, spec: FlavorSpec) -> Runtime:
     """The package's model as its wrapper class, or as a ``Booster``."""
     path = verify_file(directory, spec)
-    xgb = _xgboost("loading an XGBoost model")
+    xgb = require_extra("xgboost", "xgboost", "loading an XGBoost model")
     wrapper = spec.options.get("wrapper", "Booster")
     if wrapper == "Booster":
         return BoosterRuntime(_read_booster(xgb, path, spec.file), xgb)
@@ -121,14 +121,6 @@ class BoosterRuntime(Runtime):
     def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
         table = as_table(inputs, self.feature_names, self.n_features)
         return {"predict": np.asarray(self.booster.predict(self._xgb.DMatrix(table)))}
-
-
-def _xgboost(purpose: str) -> ModuleType:
-    try:
-        import xgboost
-    except ImportError as exc:
-        raise MissingExtra("xgboost", "xgboost", purpose) from exc
-    return xgboost
 
 
 def _read_booster(xgb: ModuleType, path: Path, shown: str) -> Any:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from modelyard.errors import DatabaseUnavailable, SchemaMismatch
+from modelyard.errors import DatabaseUnavailable, SchemaMismatch, first_line
 from modelyard.settings import StoreSettings
 
 _WRITE = "modelyard_write"
@@ -161,7 +161,7 @@ def _translate_errors(url: str) -> Iterator[None]:
         yield
     except DBAPIError as exc:
         if exc.connection_invalidated or _is_connect_error(exc):
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            reason = first_line(str(exc.orig if exc.orig is not None else exc))
             raise DatabaseUnavailable(
                 f"cannot use the database at {display_url(url)}: {reason}"
             ) from None
