@@ -215,3 +215,21 @@ def test_a_package_changed_after_registration_is_refused(
     manifest.write_text(manifest.read_text().replace("classification", "regression"))
     with pytest.raises(CorruptArtifact, match="changed afterwards"):
         modelyard.load("cancer", settings=sqlite_settings)
+
+
+def test_a_remote_artifact_store_is_read_through_the_local_cache(
+    tmp_path: Path, cancer: Data, cancer_model: Pipeline
+) -> None:
+    import fsspec
+
+    settings = Settings(
+        home=tmp_path / "home", artifacts_uri=f"memory://modelyard-{tmp_path.name}", actor="t"
+    )
+    X, _ = cancer
+    v = modelyard.register(cancer_model, "cancer", reference=X, settings=settings)
+    assert v.artifact_uri.startswith("memory://")
+    fs = fsspec.filesystem("memory")
+    assert fs.exists(v.artifact_uri + "/modelyard.yaml")
+    loaded = modelyard.load("cancer", settings=settings)
+    assert loaded.directory.is_relative_to(tmp_path / "home" / "cache")
+    np.testing.assert_array_equal(loaded.predict(X), cancer_model.predict(X))

@@ -53,13 +53,19 @@ class ArtifactStore:
             raise StorageError("a remote artifact store needs a local cache folder")
         target = self.cache_dir / Path(path).name
         if not target.is_dir():
-            partial = target.with_name(target.name + ".part")
-            shutil.rmtree(partial, ignore_errors=True)
+            # Each process downloads into its own folder and renames it into place, so two
+            # processes loading the same version never see each other's half-copied files.
+            partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
             try:
                 fs.get(path, str(partial), recursive=True)
+                partial.rename(target)
             except FileNotFoundError:
                 raise CorruptArtifact(f"the package {uri} is missing from the store") from None
-            partial.rename(target)
+            except OSError as exc:
+                if not target.is_dir():  # not a lost race with another process
+                    raise StorageError(f"cannot fetch the package {uri}: {exc}") from None
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
         return target
 
     def remove(self, uri: str) -> None:
