@@ -41,5 +41,11 @@ ensure_redis() {
   for _ in $(seq 1 20); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
 }
 
+ensure_tools() {
+  # promtool (Debian's prometheus package) checks our /metrics output in the tests.
+  command -v promtool >/dev/null || { echo "services: installing promtool"; apt_install prometheus; }
+}
+
 ensure_postgres
 ensure_redis
+ensure_tools

@@ -16,7 +16,12 @@ here knows about transports. The tree::
     ├── Conflict                    the request contradicts the current state
     ├── InvalidInput                the caller's data or arguments are wrong
     │   ├── SignatureMismatch       data does not fit a model's signature
-    │   └── ReferenceMismatch       reference data does not fit the model
+    │   ├── ReferenceMismatch       reference data does not fit the model
+    │   └── PayloadTooLarge         a request body or tensor over the configured limit
+    ├── Unavailable                 the server cannot take this request now
+    │   ├── ModelNotReady           the model is loading, unloaded or failed to load
+    │   └── Overloaded              the model's queue is full; retry after a moment
+    ├── DeadlineExceeded            the request's deadline passed before it was answered
     ├── ArtifactError               a model file cannot be used
     │   ├── UnknownFormat
     │   ├── UnsafeFormat            pickle without consent, untrusted skops types
@@ -87,6 +92,30 @@ class SignatureMismatch(InvalidInput):
 
 
 class ReferenceMismatch(InvalidInput):
+    pass
+
+
+class PayloadTooLarge(InvalidInput):
+    pass
+
+
+class Unavailable(ModelyardError):
+    pass
+
+
+class ModelNotReady(Unavailable):
+    pass
+
+
+class Overloaded(Unavailable):
+    """The model's queue is full; ``retry_after_s`` is a hint for the client."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ModelyardError):
     pass
 
 

@@ -55,6 +55,43 @@ class RegistrySettings(BaseModel):
     example_rows: int = Field(5, gt=0, description="rows kept as the input example")
 
 
+class ModelServingSettings(BaseModel):
+    """How one model is served; ``serving.models.NAME`` overrides the defaults per model."""
+
+    max_batch_size: int = Field(
+        1, ge=1, description="rows per batch; 1 turns dynamic batching off"
+    )
+    max_delay_ms: float = Field(
+        2.0, ge=0, description="longest a request waits for others, from the first queued"
+    )
+    max_queue: int = Field(1024, ge=1, description="requests waiting per version before 503")
+    cache_entries: int = Field(0, ge=0, description="response cache size; 0 turns it off")
+    onnx_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads")
+    outputs: list[str] | None = Field(
+        None, description="outputs answered when a request names none; default: all"
+    )
+
+
+class ServingSettings(BaseModel):
+    """The inference server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(8081, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="server processes sharing the ports")
+    inference_threads: int = Field(2, ge=1, description="threads running models per process")
+    max_body_bytes: int = Field(64 * 1024 * 1024, gt=0, description="larger requests get 413")
+    max_tensor_elements: int = Field(
+        64 * 1024 * 1024, gt=0, description="largest tensor a request may declare"
+    )
+    drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM waits this long for work")
+    defaults: ModelServingSettings = Field(default_factory=ModelServingSettings)
+    models: dict[str, ModelServingSettings] = Field(default_factory=dict)
+
+    def for_model(self, name: str) -> ModelServingSettings:
+        return self.models.get(name, self.defaults)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MODELYARD_",
@@ -73,6 +110,7 @@ class Settings(BaseSettings):
     actor: str | None = Field(None, description="who changes are recorded as; default: OS user")
     store: StoreSettings = Field(default_factory=StoreSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -37,6 +37,11 @@ _NUMPY_TO_OIP: dict[str, str] = {
 }
 _OIP_TO_NUMPY: dict[str, str] = {v: k for k, v in _NUMPY_TO_OIP.items()}
 DATATYPES: frozenset[str] = frozenset([*_OIP_TO_NUMPY, "BYTES"])
+_DTYPE_OF: dict[str, np.dtype[Any]] = {
+    **{k: np.dtype(v) for k, v in _OIP_TO_NUMPY.items()}, "BYTES": np.dtype(object)
+}
+# The common case on the hot path, without building a dtype name each call.
+_BY_DTYPE: dict[Any, str] = {np.dtype(k): v for k, v in _NUMPY_TO_OIP.items()}
 
 
 def datatype_of(dtype: Any) -> str:
@@ -45,6 +50,9 @@ def datatype_of(dtype: Any) -> str:
     >>> datatype_of(np.dtype("float32")), datatype_of(np.dtype("O"))
     ('FP32', 'BYTES')
     """
+    found = _BY_DTYPE.get(dtype)
+    if found is not None:
+        return found
     try:
         name = np.dtype(dtype).name
     except TypeError:  # pandas extension dtypes (string, category, nullable ints)
@@ -58,10 +66,8 @@ def numpy_dtype(datatype: str) -> np.dtype[Any]:
     >>> numpy_dtype("INT64")
     dtype('int64')
     """
-    if datatype == "BYTES":
-        return np.dtype(object)
     try:
-        return np.dtype(_OIP_TO_NUMPY[datatype])
+        return _DTYPE_OF[datatype]
     except KeyError:
         raise InvalidInput(
             f"unknown datatype {datatype!r}; expected one of {', '.join(sorted(DATATYPES))}"

@@ -51,8 +51,9 @@ def test_help_lists_only_the_groups_that_work(run) -> None:  # type: ignore[no-u
     code, out, _ = run("--help")
     assert code == 0
     commands = out.split("Commands:")[1].strip().splitlines()
-    assert [line.split()[0] for line in commands] == ["demo", "register", "models", "alias",
-                                                      "audit"]
+    assert [line.split()[0] for line in commands] == [
+        "demo", "serve", "register", "models", "alias", "audit"
+    ]
 
 
 def test_register_browse_alias_and_audit(run, files) -> None:  # type: ignore[no-untyped-def]

@@ -26,10 +26,10 @@ from modelyard.registry import ModelRef, PackageManifest, Provenance, ReferenceI
 from modelyard.registry.manifest import MODEL_DIR, REFERENCE_FILE
 from modelyard.registry.provenance import baseline_metrics, git_state, sha256_bytes
 from modelyard.registry.refs import check_name
-from modelyard.registry.signature import columns_signature, output_specs, to_frame
+from modelyard.registry.signature import columns_signature, output_specs, placeholder, to_frame
 from modelyard.runtimes.base import Consent, Runtime, sha256_file
 from modelyard.settings import Settings
-from modelyard.types import Signature, Task, TensorSpec, numpy_dtype
+from modelyard.types import Signature, Task, TensorSpec
 
 DEFAULT_LABELS_COLUMN = "label"
 
@@ -99,7 +99,7 @@ def register(
         sig = signature or _signature(features, input_example, runtime, flavor.options)
         sample_source: Any = features if features is not None else input_example
         if sample_source is None:
-            sample_source = _placeholder(sig)
+            sample_source = placeholder(sig)
         sample = to_frame(sample_source, sig) if sig.columnar else sample_source
         if isinstance(sample, pd.DataFrame):
             sample = sample.head(settings.registry.sample_rows)
@@ -272,20 +272,6 @@ def _signature(
     raise InvalidInput(
         "cannot infer the model's signature: pass reference data (--reference) or an input example"
     )
-
-
-def _placeholder(sig: Signature) -> pd.DataFrame | dict[str, np.ndarray]:
-    """One row of zeros (empty strings for text) shaped like the signature, so that a model
-    registered without data (an ONNX graph, an MLflow signature) is still run once."""
-    if sig.columnar:
-        return pd.DataFrame(
-            {s.name: np.zeros(1, dtype=numpy_dtype(s.datatype)) if s.datatype != "BYTES"
-             else np.array([""], dtype=object) for s in sig.inputs}
-        )
-    return {
-        s.name: np.zeros([1 if d < 0 else d for d in s.shape], dtype=numpy_dtype(s.datatype))
-        for s in sig.inputs
-    }
 
 
 def _predict(runtime: Runtime, data: Any) -> dict[str, np.ndarray]:

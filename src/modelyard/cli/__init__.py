@@ -15,7 +15,7 @@ from typer._click.core import Context as ClickContext
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
-from modelyard.cli import alias, audit, demo, models, register
+from modelyard.cli import alias, audit, demo, models, register, serve
 from modelyard.cli._common import err_console
 from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
@@ -72,6 +72,7 @@ def _root(
 
 
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 app.command("register")(register.register)
 app.add_typer(models.app, name="models")
 app.add_typer(alias.app, name="alias")

@@ -91,6 +91,20 @@ def to_tensors(data: Any, signature: Signature) -> dict[str, np.ndarray]:
     return tensors
 
 
+def placeholder(sig: Signature) -> pd.DataFrame | dict[str, np.ndarray]:
+    """One row of zeros (empty strings for text) shaped like the signature, so that a model
+    registered without data (an ONNX graph, an MLflow signature) is still run once."""
+    if sig.columnar:
+        return pd.DataFrame(
+            {s.name: np.zeros(1, dtype=numpy_dtype(s.datatype)) if s.datatype != "BYTES"
+             else np.array([""], dtype=object) for s in sig.inputs}
+        )
+    return {
+        s.name: np.zeros([1 if d < 0 else d for d in s.shape], dtype=numpy_dtype(s.datatype))
+        for s in sig.inputs
+    }
+
+
 def _as_frame(data: Any, names: list[str]) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from modelyard.errors import InvalidInput, UnknownFormat
-from modelyard.runtimes import lightgbm, mlflow, onnx, sklearn, xgboost
+from modelyard.runtimes import lightgbm, mlflow, onnx, python, sklearn, xgboost
 from modelyard.runtimes.base import Consent, ModelInput, Runtime
 from modelyard.types import FlavorSpec
 
@@ -32,10 +32,11 @@ __all__ = [
     "requirements",
 ]
 
-FORMATS = ("skops", "pickle", "joblib", "onnx", "mlflow", "xgboost", "lightgbm")
+FORMATS = ("skops", "pickle", "joblib", "onnx", "mlflow", "xgboost", "lightgbm", "python")
 SUPPORTED = (
     ".skops, .onnx, an MLflow model directory, XGBoost .json/.ubj, LightGBM text (.txt), "
-    "or .pkl/.pickle/.joblib with --trust-pickle"
+    "or .pkl/.pickle/.joblib with --trust-pickle, "
+    "or a .py file with a PythonModel class (file.py:ClassName)"  # python flavor
 )
 _BY_SUFFIX = {
     ".skops": "skops",
@@ -51,12 +52,14 @@ _LOADERS = {
     "onnx": onnx.load,
     "xgboost": xgboost.load,
     "lightgbm": lightgbm.load,
+    "python": python.load,  # python flavor
 }
 _PACKAGES = {
     "sklearn": ("scikit-learn", "numpy"),
     "onnx": ("onnx", "onnxruntime", "numpy"),
     "xgboost": ("xgboost", "numpy"),
     "lightgbm": ("lightgbm", "numpy"),
+    "python": ("numpy",),  # python flavor: the user's own imports are theirs to install
 }
 
 
@@ -66,6 +69,12 @@ def detect_format(path: Path) -> str:
     >>> detect_format(Path("churn.skops"))  # doctest: +SKIP
     'skops'
     """
+    # python flavor: "file.py:ClassName" names a file that exists without the suffix.
+    code, _ = python.split_class(path)
+    if code.suffix.lower() == ".py":
+        if not code.is_file():
+            raise InvalidInput(f"model file not found: {code}")
+        return "python"
     if not path.exists():
         raise InvalidInput(f"model file not found: {path}")
     if path.is_dir():
@@ -90,7 +99,8 @@ def import_model(
     """Store a model file, an MLflow directory or an in-memory model in the folder ``directory``.
 
     A path (or ``str``) is read by its detected format; a fitted scikit-learn estimator,
-    XGBoost or LightGBM model or ``onnx.ModelProto`` is written in its safe format.
+    XGBoost or LightGBM model or ``onnx.ModelProto`` is written in its safe format; a
+    ``PythonModel`` subclass (or instance) is stored as the .py file that defines it.
     """
     if isinstance(source, str | Path):
         path = Path(source)
@@ -103,7 +113,14 @@ def import_model(
             return onnx.import_file(path, directory, consent)
         if kind == "xgboost":
             return xgboost.import_file(path, directory, consent)
+        if kind == "python":  # python flavor
+            return python.import_file(path, directory, consent)
         return lightgbm.import_file(path, directory, consent)
+    # python flavor: a PythonModel instance or class ships its source file.
+    if isinstance(source, python.PythonModel) or (
+        isinstance(source, type) and issubclass(source, python.PythonModel)
+    ):
+        return python.save(source, directory)
     # Look at module names first, so XGBoost and LightGBM are imported only for their own models.
     modules = {cls.__module__.split(".")[0] for cls in type(source).__mro__}
     if "xgboost" in modules:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -53,12 +54,17 @@ class EstimatorRuntime(Runtime):
             return {}
         return {str(key): json_safe(value) for key, value in get_params(deep=False).items()}
 
-    def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: ModelInput, outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         table = as_table(inputs, self.feature_names, self.n_features)
-        outputs = {"predict": np.asarray(self.model.predict(table))}
-        if self.is_classifier:
+        wanted = {"predict", "predict_proba"} if outputs is None else set(outputs)
+        result: dict[str, np.ndarray] = {}
+        if "predict" in wanted or not self.is_classifier:
+            result["predict"] = np.asarray(self.model.predict(table))
+        if self.is_classifier and "predict_proba" in wanted:
             proba = np.asarray(self.model.predict_proba(table))
             if not np.issubdtype(proba.dtype, np.floating):
                 proba = proba.astype(np.float64)
-            outputs["predict_proba"] = proba
-        return outputs
+            result["predict_proba"] = proba
+        return result

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +48,9 @@ class Runtime(ABC):
     """A model loaded into memory, ready to predict."""
 
     flavor: ClassVar[str]
+    takes_arrays: ClassVar[bool] = True
+    """Whether a plain 2-D array is an acceptable form of a table for this runtime (the server
+    then skips building DataFrames); user code that indexes columns by name says False."""
 
     @property
     def feature_names(self) -> list[str] | None:
@@ -78,8 +81,26 @@ class Runtime(ABC):
         return {}
 
     @abstractmethod
-    def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
-        """All outputs by name for a batch of rows."""
+    def predict(
+        self, inputs: ModelInput, outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Outputs by name for a batch of rows: all of them, or at least those in ``outputs``
+        (a runtime skips work for outputs nobody asked for where it can)."""
+
+    # Streaming and batching (added with the ``python`` flavor); other flavors keep the defaults.
+    @property
+    def streams(self) -> bool:
+        """Whether ``stream`` yields partial results as they come, not one whole result."""
+        return False
+
+    @property
+    def batch(self) -> bool:
+        """Whether ``predict`` takes many rows at once, so the server may stack requests."""
+        return True
+
+    def stream(self, inputs: ModelInput) -> Iterator[dict[str, np.ndarray]]:
+        """Outputs chunk by chunk; by default the whole ``predict`` result as one chunk."""
+        yield self.predict(inputs)
 
 
 def require_extra(module: str, extra: str, purpose: str) -> ModuleType:

@@ -8,6 +8,7 @@ output exactly as ``LGBMClassifier`` does it. LightGBM is imported only here.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,7 +103,9 @@ class LightGBMRuntime(Runtime):
         params = getattr(self.booster, "params", None) or {}
         return {str(key): json_safe(value) for key, value in params.items()}
 
-    def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: ModelInput, outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         table = self._in_training_order(as_frame(inputs))
         check_width(table, self.n_features)
         raw = np.asarray(self.booster.predict(table))

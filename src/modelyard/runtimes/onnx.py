@@ -6,7 +6,7 @@ output is turned into a 2-D float array with one column per class, in ``classes`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,18 +103,23 @@ class OnnxRuntime(Runtime):
                 outputs.append(_tensor_spec(arg.name, arg.type, arg.shape))
         return Signature(inputs=inputs, outputs=outputs, columnar=False)
 
-    def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: ModelInput, outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
+        chosen = self._outputs if outputs is None else [
+            arg for arg in self._outputs if arg.name in outputs
+        ] or self._outputs
         try:
-            results = self.session.run(None, self._feed(inputs))
+            results = self.session.run([arg.name for arg in chosen], self._feed(inputs))
         except InvalidArgument as exc:
             raise SignatureMismatch(
                 f"the ONNX model rejected the input: {first_line(str(exc))}"
             ) from exc
         return {
             arg.name: self._zipmap_to_array(value) if _is_zipmap(arg.type) else np.asarray(value)
-            for arg, value in zip(self._outputs, results, strict=True)
+            for arg, value in zip(chosen, results, strict=True)
         }
 
     def _feed(self, inputs: ModelInput) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ here, when a model is saved, imported or loaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -118,7 +119,9 @@ class BoosterRuntime(Runtime):
             "num_boosted_rounds": int(self.booster.num_boosted_rounds()),
         }
 
-    def predict(self, inputs: ModelInput) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: ModelInput, outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         table = as_table(inputs, self.feature_names, self.n_features)
         return {"predict": np.asarray(self.booster.predict(self._xgb.DMatrix(table)))}
 

@@ -1,0 +1,176 @@
+"""Composition root: builds the server from Settings and runs it.
+
+One process serves REST (uvicorn, httptools, uvloop) and gRPC (grpc.aio) on one event loop,
+both over one DataPlane; models run in a thread pool. ``workers > 1`` starts that many
+processes, each binding the same ports with SO_REUSEPORT so the kernel spreads connections.
+
+SIGTERM (or SIGINT) drains: readiness turns false, no new connections are accepted, requests
+already received are answered (up to ``serving.drain_timeout_s``), then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+
+import grpc
+import uvicorn
+
+from modelyard.api import open_registry
+from modelyard.serving import DataPlane, InferencePool, build_dataplane
+from modelyard.serving.rest import RestApp
+from modelyard.settings import Settings
+
+logger = logging.getLogger("modelyard.server")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: this module decides how to shut down."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """Run the server until SIGTERM/SIGINT. Blocks."""
+    workers = settings.serving.workers
+    if workers == 1:
+        _run(settings, announce)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_child, args=(settings.model_dump_json(), i == 0), daemon=False)
+        for i in range(workers)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for child in children:
+        child.join()
+        codes.append(child.exitcode)
+    if any(code for code in codes):
+        raise SystemExit(f"a server worker exited with code {next(c for c in codes if c)}")
+
+
+def _child(settings_json: str, speaks: bool) -> None:
+    settings = Settings.model_validate_json(settings_json)
+    _run(settings, print if speaks else (lambda _text: None))
+
+
+def _run(settings: Settings, announce: Callable[[str], None]) -> None:
+    import uvloop  # a dependency: uvicorn[standard]
+
+    uvloop.run(_main(settings, announce))
+
+
+async def _main(settings: Settings, announce: Callable[[str], None]) -> None:
+    config = settings.serving
+    pool = InferencePool(config.inference_threads)
+    loop = asyncio.get_running_loop()
+    dataplane = await loop.run_in_executor(
+        None, build_dataplane, open_registry(settings), config, pool
+    )
+    # Everything loaded so far (libraries, models) lives as long as the process: keep it out of
+    # the cyclic GC's scans, whose full passes otherwise stall requests for tens of ms.
+    gc.collect()
+    gc.freeze()
+    rest_socket = _bind(config.host, config.port, reuse_port=config.workers > 1)
+    rest = _Uvicorn(
+        uvicorn.Config(
+            RestApp(dataplane),
+            http="httptools",
+            lifespan="off",
+            proxy_headers=False,
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            log_level="warning",
+            timeout_graceful_shutdown=math.ceil(config.drain_timeout_s),
+        )
+    )
+    grpc_server, grpc_port = _grpc(dataplane, settings)
+    await grpc_server.start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    rest_task = asyncio.create_task(rest.serve(sockets=[rest_socket]))
+    while not rest.started and not rest_task.done():
+        await asyncio.sleep(0.01)
+    ready = sum(1 for slot in dataplane.manager.slots() if slot.state == "READY")
+    port = rest_socket.getsockname()[1]
+    announce(
+        f"modelyard serving {ready} model version(s) on http://{config.host}:{port} (REST) "
+        f"and {config.host}:{grpc_port} (gRPC), pid {os.getpid()}"
+    )
+    for slot in dataplane.manager.slots():
+        if slot.state != "READY":
+            announce(f"  {slot.key} is {slot.state.lower()}: {slot.reason}")
+    await _wait(stop, rest_task)
+    await _shutdown(dataplane, rest, rest_task, grpc_server, config.drain_timeout_s)
+    pool.shutdown()
+
+
+async def _wait(stop: asyncio.Event, rest_task: asyncio.Task[None]) -> None:
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopper, rest_task}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+
+
+async def _shutdown(
+    dataplane: DataPlane,
+    rest: uvicorn.Server,
+    rest_task: asyncio.Task[None],
+    grpc_server: grpc.aio.Server,
+    drain_s: float,
+) -> None:
+    dataplane.draining = True
+    rest.should_exit = True
+    grpc_stop = grpc_server.stop(grace=drain_s)
+    await asyncio.gather(rest_task, grpc_stop, return_exceptions=True)
+    await dataplane.drain(drain_s)
+
+
+def _grpc(dataplane: DataPlane, settings: Settings) -> tuple[grpc.aio.Server, int]:
+    from modelyard.serving.grpc import build_grpc_server
+
+    config = settings.serving
+    return build_grpc_server(dataplane, config.host, config.grpc_port, config.max_body_bytes)
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+if __name__ == "__main__":  # pragma: no cover
+    serve(Settings.load())
+    sys.exit(0)

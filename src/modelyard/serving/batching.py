@@ -1,0 +1,203 @@
+"""Dynamic batching for one model version.
+
+Requests queue; a batch closes when it holds ``max_batch_size`` rows or when
+``max_delay`` has passed since its *first* request was queued (monotonic clock) — never
+earlier, never later than the model allows. Requests are stacked by rows, so a 5-row request
+counts 5; one that alone exceeds the limit runs by itself. Each caller gets exactly its own
+rows back. If the model fails on a stacked batch, its requests are run one by one, so only the
+request that makes the model fail gets the error.
+
+One batch runs at a time per version, in the inference thread pool; while it runs, the next
+one fills, which is what makes batches grow under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelyard.errors import DeadlineExceeded, InvalidInput, ModelyardError, Overloaded, first_line
+from modelyard.serving.executor import InferencePool
+from modelyard.serving.model import Prepared, ServedModel
+
+Outputs = dict[str, np.ndarray]
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """What one batch looked like, for metrics."""
+
+    size_rows: int
+    requests: int
+    queue_seconds: list[float] = field(default_factory=list)
+    run_seconds: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    prepared: Prepared
+    future: asyncio.Future[Outputs]
+    queued_at: float
+    deadline: float | None
+
+
+class Batcher:
+    def __init__(
+        self,
+        model: ServedModel,
+        pool: InferencePool,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.pool = pool
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.clock = clock
+        self._queue: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, prepared: Prepared, deadline: float | None = None) -> Outputs:
+        if self._closed:
+            raise Overloaded(f"model {self.model.key} is shutting down", retry_after_s=1.0)
+        if len(self._queue) >= self.max_queue:
+            raise Overloaded(
+                f"model {self.model.key} has {len(self._queue)} requests queued (the limit); "
+                "retry shortly",
+                retry_after_s=max(0.05, self.max_delay_s * 2),
+            )
+        loop = asyncio.get_running_loop()
+        item = _Item(prepared, loop.create_future(), self.clock(), deadline)
+        self._queue.append(item)
+        self._wakeup.set()
+        if self._task is None:
+            self._task = loop.create_task(self._loop())
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
+        except TimeoutError:
+            item.future.cancel()
+            raise DeadlineExceeded(
+                f"the request's deadline passed while model {self.model.key} was busy"
+            ) from None
+        except asyncio.CancelledError:
+            item.future.cancel()  # the client went away: skip its rows
+            raise
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        self._closed = True
+        while self._queue:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = await self._collect()
+            if batch:
+                await self._run(batch)
+
+    async def _collect(self) -> list[_Item]:
+        first = self._queue[0]
+        close_at = first.queued_at + self.max_delay_s
+        while self._rows_waiting() < self.max_batch_size:
+            remaining = close_at - self.clock()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+        batch: list[_Item] = []
+        rows = 0
+        now = self.clock()
+        while self._queue:
+            item = self._queue[0]
+            if item.future.done():  # cancelled by its caller or timed out
+                self._queue.popleft()
+                continue
+            if item.deadline is not None and item.deadline <= now:
+                self._queue.popleft()
+                item.future.set_exception(
+                    DeadlineExceeded(f"the request's deadline passed before model "
+                                     f"{self.model.key} could run it")
+                )
+                continue
+            if batch and rows + item.prepared.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            batch.append(item)
+            rows += item.prepared.rows
+        return batch
+
+    def _rows_waiting(self) -> int:
+        return sum(item.prepared.rows for item in self._queue)
+
+    async def _run(self, batch: list[_Item]) -> None:
+        started = self.clock()
+        stats = BatchStats(
+            size_rows=sum(i.prepared.rows for i in batch),
+            requests=len(batch),
+            queue_seconds=[started - i.queued_at for i in batch],
+        )
+        try:
+            results = await self.pool.run(self._compute, batch)
+        except Exception:
+            results = [await self._alone(item) for item in batch]
+        stats.run_seconds = self.clock() - started
+        for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if self.on_batch is not None:
+            self.on_batch(stats)
+
+    def _compute(self, batch: list[_Item]) -> list[Outputs | BaseException]:
+        parts = [item.prepared for item in batch]
+        wanted: set[str] | None = None
+        if all(part.outputs is not None for part in parts):
+            wanted = {name for part in parts for name in part.outputs or ()}
+        outputs = self.model.run(self.model.stack(parts), wanted)
+        return list(self.model.split(outputs, [p.rows for p in parts]))
+
+    async def _alone(self, item: _Item) -> Outputs | BaseException:
+        try:
+            prepared = item.prepared
+            return await self.pool.run(self.model.run, prepared.data, prepared.outputs)
+        except ModelyardError as exc:
+            return exc
+        except Exception as exc:
+            return model_failure(self.model, exc)
+
+
+def model_failure(model: ServedModel, exc: Exception) -> InvalidInput:
+    """A model that raises on input that passed its signature is told to the caller as a
+    client-side problem with the model's own words, never as a server crash."""
+    detail = first_line(str(exc)) or type(exc).__name__
+    return InvalidInput(f"model {model.key} failed on this input: {detail}")

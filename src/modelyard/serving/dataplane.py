@@ -1,0 +1,291 @@
+"""The protocol-neutral core of the server: every REST and gRPC route calls one method here.
+
+Errors are domain exceptions from :mod:`modelyard.errors`; each adapter maps them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelyardError,
+    NotFound,
+    Unavailable,
+)
+from modelyard.registry.signature import to_frame, to_tensors
+from modelyard.serving.batching import model_failure
+from modelyard.serving.manager import READY, ModelManager, Slot
+from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.model import Prepared, ServedModel
+from modelyard.serving.types import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    RepositoryEntry,
+    Tensor,
+    request_ids,
+)
+from modelyard.settings import ServingSettings
+
+try:
+    _VERSION = version("modelyard")
+except PackageNotFoundError:  # a source tree that is not installed
+    _VERSION = "0+unknown"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "generate", "kserve_v1"]
+
+
+class DataPlane:
+    def __init__(
+        self, manager: ModelManager, settings: ServingSettings, metrics: ServingMetrics
+    ) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.metrics = metrics
+        self.draining = False
+        self._in_flight = 0
+
+    # -- health and metadata -------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        slots = self.manager.slots()
+        return not self.draining and all(s.state == READY for s in slots)
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelyard", "version": _VERSION, "extensions": EXTENSIONS}
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        slot = self.manager.resolve(name, version)
+        meta = slot.require_ready().metadata()
+        if version is None:
+            meta.versions = [str(s.version) for s in self.manager.versions(slot.name)]
+        return meta
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        return self.manager.resolve(name, version).state == READY
+
+    # -- inference -----------------------------------------------------------------------
+
+    async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
+        started = time.perf_counter()
+        label = ("", "", protocol)  # never a caller-chosen name: labels stay bounded
+        self._in_flight += 1
+        try:
+            slot = self.manager.resolve(request.model, request.version)
+            label = (slot.name, str(slot.version), protocol)
+            response = await self._infer(slot, request)
+        except BaseException as exc:
+            self.metrics.observe_request(*label, _outcome(exc), time.perf_counter() - started)
+            raise
+        finally:
+            self._in_flight -= 1
+        self.metrics.observe_request(*label, "ok", time.perf_counter() - started)
+        return response
+
+    async def _infer(self, slot: Slot, request: InferRequest) -> InferResponse:
+        model = slot.require_ready()
+        names = model.check_outputs(request.outputs, slot.config.outputs)
+        cache_key = None
+        if slot.cache is not None:
+            cache_key = slot.cache.key(model.key, request.inputs, names)
+            cached = slot.cache.get(cache_key)
+            if cached is not None:
+                self.metrics.cache_hit(slot.name, str(slot.version))
+                return self._response(model, request, cached, cache_hit=True)
+        prepared = model.prepare(request.inputs)
+        prepared.outputs = names
+        outputs = await self._run(slot, model, prepared, request.deadline)
+        tensors = model.to_tensors(outputs, names)
+        if slot.cache is not None and cache_key is not None:
+            slot.cache.put(cache_key, tensors)
+        return self._response(model, request, tensors, cache_hit=False if slot.cache else None)
+
+    async def _run(
+        self, slot: Slot, model: ServedModel, prepared: Prepared, deadline: float | None
+    ) -> dict[str, np.ndarray]:
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExceeded("the request's deadline passed before it reached the model")
+        if slot.batcher is not None:
+            return await slot.batcher.submit(prepared, deadline)
+        future = self.manager.pool.run(model.run, prepared.data, prepared.outputs)
+        try:
+            if deadline is None:
+                return await future
+            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the request's deadline passed while model {model.key} was running"
+            ) from None
+        except ModelyardError:
+            raise
+        except Exception as exc:
+            raise model_failure(model, exc) from exc
+
+    @staticmethod
+    def _response(
+        model: ServedModel, request: InferRequest, outputs: list[Tensor], cache_hit: bool | None
+    ) -> InferResponse:
+        return InferResponse(
+            model_name=model.name,
+            model_version=str(model.version),
+            id=request.id if request.id is not None else request_ids.next(),
+            outputs=outputs,
+            cache_hit=cache_hit,
+        )
+
+    async def stream(
+        self, request: InferRequest, protocol: str
+    ) -> AsyncIterator[InferResponse]:
+        """Partial results of a model whose ``predict`` yields, one response per chunk."""
+        slot = self.manager.resolve(request.model, request.version)
+        model = slot.require_ready()
+        names = model.check_outputs(request.outputs)
+        prepared = model.prepare(request.inputs)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=64)
+
+        def produce() -> None:
+            try:
+                for chunk in model.runtime.stream(prepared.data):
+                    asyncio.run_coroutine_threadsafe(queue.put(("chunk", chunk)), loop).result()
+            except Exception as exc:
+                asyncio.run_coroutine_threadsafe(queue.put(("error", exc)), loop).result()
+            asyncio.run_coroutine_threadsafe(queue.put(("end", None)), loop).result()
+
+        producer = self.manager.pool.run(produce)
+        request_id = request.id if request.id is not None else request_ids.next()
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    outcome = "client_error"
+                    raise model_failure(model, value)
+                available = [n for n in names if n in value]
+                yield InferResponse(
+                    model.name, str(model.version), request_id, model.to_tensors(value, available)
+                )
+        finally:
+            await producer
+            self.metrics.observe_request(
+                slot.name, str(slot.version), protocol, outcome, time.perf_counter() - started
+            )
+
+    # -- KServe V1 -----------------------------------------------------------------------
+
+    async def predict_v1(
+        self, name: str, instances: Any, request_id: str | None = None
+    ) -> list[Any]:
+        """``{"instances": [...]}`` → predictions, one per instance (TF-Serving row format)."""
+        if not isinstance(instances, list) or not instances:
+            raise InvalidInput("'instances' must be a non-empty list")
+        slot = self.manager.resolve(name)
+        model = slot.require_ready()
+        signature = model.signature
+        if signature.columnar:
+            if all(isinstance(row, dict) for row in instances):
+                frame = pd.DataFrame.from_records(instances)
+            elif all(isinstance(row, list) for row in instances):
+                widths = {len(row) for row in instances}
+                if widths != {len(model.columns)}:
+                    raise InvalidInput(
+                        f"each instance must have {len(model.columns)} values "
+                        f"({', '.join(model.columns[:8])}…); got {sorted(widths)}"
+                    )
+                frame = pd.DataFrame(instances, columns=model.columns)
+            else:
+                raise InvalidInput("instances must all be lists of values or all be objects")
+            frame = to_frame(frame, signature)
+            data: Any = frame.to_numpy(dtype=model.matrix_dtype) if model.matrix_dtype else frame
+        else:
+            if len(signature.inputs) != 1:
+                raise InvalidInput(
+                    f"model {model.key} takes {len(signature.inputs)} inputs; use the v2 API"
+                )
+            spec = signature.inputs[0]
+            try:
+                array = np.asarray(instances, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InvalidInput("instances must be numbers for this model") from None
+            data = to_tensors({spec.name: array}, signature)
+        started = time.perf_counter()
+        try:
+            outputs = await self._run(slot, model, Prepared(data, len(instances)), None)
+        except BaseException as exc:
+            self.metrics.observe_request(
+                slot.name, str(slot.version), "rest_v1", _outcome(exc),
+                time.perf_counter() - started,
+            )
+            raise
+        self.metrics.observe_request(
+            slot.name, str(slot.version), "rest_v1", "ok", time.perf_counter() - started
+        )
+        main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
+        return [_plain(value) for value in main]
+
+    def status_v1(self, name: str) -> dict[str, Any]:
+        slot = self.manager.resolve(name)
+        return {"name": slot.name, "version": str(slot.version), "ready": slot.state == READY}
+
+    # -- model repository extension ------------------------------------------------------
+
+    def repository_index(self) -> list[RepositoryEntry]:
+        return self.manager.index()
+
+    async def load_model(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        slots = await loop.run_in_executor(None, self.manager.load_model, name)
+        failed = [s for s in slots if s.state != READY]
+        if failed and len(failed) == len(slots):
+            raise Unavailable(f"model {name!r} failed to load: {failed[0].reason}")
+
+    async def unload_model(self, name: str) -> None:
+        self.manager.unload_model(name)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop reporting ready, then wait for in-flight requests (at most ``timeout_s``)."""
+        self.draining = True
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for slot in self.manager.slots():
+            if slot.batcher is not None:
+                await slot.batcher.close()
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, InvalidInput | NotFound):
+        return "client_error"
+    if isinstance(exc, DeadlineExceeded):
+        return "timeout"
+    if isinstance(exc, Unavailable):
+        return "unavailable"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value

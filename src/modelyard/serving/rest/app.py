@@ -1,0 +1,293 @@
+"""The REST data plane as one raw ASGI application.
+
+No framework sits on the hot path: the route is picked from the path segments, the body is
+read with a size limit, decoded by :mod:`.codec` and handed to the :class:`DataPlane`.
+Routes (Open Inference Protocol, Triton's repository extension, KServe V1, metrics)::
+
+    GET  /v2  /v2/health/live  /v2/health/ready
+    GET  /v2/models/{m}[/versions/{v}]          GET /v2/models/{m}[/versions/{v}]/ready
+    POST /v2/models/{m}[/versions/{v}]/infer    POST /v2/models/{m}[/versions/{v}]/generate_stream
+    POST /v2/repository/index                   POST /v2/repository/models/{m}/load|unload
+    POST /v1/models/{m}:predict                 GET  /v1/models/{m}
+    GET  /metrics
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
+from modelyard.serving.dataplane import DataPlane
+from modelyard.serving.metrics import CONTENT_TYPE
+from modelyard.serving.rest import codec
+from modelyard.serving.rest.errors import status_of
+from modelyard.serving.types import InferRequest, request_ids
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = (b"content-type", b"application/json")
+_NOT_FOUND = b'{"error":"no such route"}'
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
+class RestApp:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        self.max_body = dataplane.settings.max_body_bytes
+        self.max_elements = dataplane.settings.max_tensor_elements
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        headers = _Headers(scope["headers"])
+        request_id = headers.request_id or request_ids.next()
+        try:
+            await self._route(scope, receive, send, headers, request_id)
+        except ClientGone:
+            return
+        except Exception as exc:
+            status, message, extra = status_of(exc)
+            await _respond(send, status, codec.dumps({"error": message}), request_id, extra)
+
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, headers: _Headers, request_id: str
+    ) -> None:
+        method = scope["method"]
+        parts = scope["path"].strip("/").split("/")
+        head = parts[0]
+        if head == "v2":
+            await self._v2(method, parts[1:], receive, send, headers, request_id)
+        elif head == "v1" and len(parts) == 3 and parts[1] == "models":
+            await self._v1(method, parts[2], receive, send, headers, request_id)
+        elif parts == ["metrics"] and method == "GET":
+            await _respond(
+                send, 200, self.dataplane.metrics.exposition(), request_id,
+                content_type=CONTENT_TYPE.encode(),
+            )
+        else:
+            await _respond(send, 404, _NOT_FOUND, request_id)
+
+    async def _v2(
+        self,
+        method: str,
+        parts: list[str],
+        receive: Receive,
+        send: Send,
+        headers: _Headers,
+        request_id: str,
+    ) -> None:
+        dp = self.dataplane
+        if not parts:
+            return await _respond(send, 200, codec.dumps(dp.server_metadata()), request_id)
+        if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+            ok = dp.live() if parts[1] == "live" else dp.ready()
+            return await _respond(send, 200 if ok else 503, b"", request_id)
+        if parts[0] == "repository" and method == "POST":
+            return await self._repository(parts[1:], receive, send, headers, request_id)
+        if parts[0] != "models" or len(parts) < 2:
+            return await _respond(send, 404, _NOT_FOUND, request_id)
+        model, rest = parts[1], parts[2:]
+        version = None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+        action = rest[0] if rest else ""
+        if method == "GET" and action == "":
+            meta = dp.model_metadata(model, version)
+            described = {
+                "name": meta.name,
+                "versions": meta.versions,
+                "platform": meta.platform,
+                "inputs": [s.model_dump() for s in meta.inputs],
+                "outputs": [s.model_dump() for s in meta.outputs],
+                "parameters": meta.parameters,
+            }
+            return await _respond(send, 200, codec.dumps(described), request_id)
+        if method == "GET" and action == "ready":
+            ok = dp.model_ready(model, version)
+            return await _respond(send, 200 if ok else 503, b"", request_id)
+        if method == "POST" and action in ("infer", "generate_stream") and len(rest) == 1:
+            body = await _read_body(receive, headers, self.max_body)
+            request, binary_default = codec.decode_infer(
+                body, headers.header_length, model, version, request_id, headers.timeout_ms,
+                self.max_elements,
+            )
+            if action == "generate_stream":
+                return await self._stream(request, send)
+            response = await dp.infer(request, "rest")
+            payload, header_length = codec.encode_infer(response, request, binary_default)
+            extra = []
+            if header_length is not None:
+                extra.append((b"inference-header-content-length", str(header_length).encode()))
+            if response.cache_hit is not None:
+                extra.append((b"x-modelyard-cache", b"hit" if response.cache_hit else b"miss"))
+            return await _respond(
+                send, 200, payload, response.id, extra,
+                content_type=b"application/octet-stream" if header_length else b"application/json",
+            )
+        return await _respond(send, 404, _NOT_FOUND, request_id)
+
+    async def _stream(self, request: InferRequest, send: Send) -> None:
+        """Server-sent events: one ``data:`` line per chunk the model yields."""
+        request.id = request.id or request_ids.next()
+        started = False
+        try:
+            async for response in self.dataplane.stream(request, "rest"):
+                if not started:
+                    await _start(send, 200, request.id, b"text/event-stream", more=True)
+                    started = True
+                event = {
+                    "model_name": response.model_name,
+                    "model_version": response.model_version,
+                    "id": response.id,
+                    **{t.name: codec.json_data(t) for t in response.outputs},
+                }
+                await send({"type": "http.response.body",
+                            "body": b"data: " + codec.dumps(event) + b"\n\n", "more_body": True})
+        except Exception as exc:
+            if not started:
+                raise
+            _, message, _ = status_of(exc)
+            await send({"type": "http.response.body",
+                        "body": b"event: error\ndata: " + codec.dumps({"error": message})
+                        + b"\n\n", "more_body": True})
+        if not started:
+            await _start(send, 200, request.id, b"text/event-stream", more=True)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _repository(
+        self, parts: list[str], receive: Receive, send: Send, headers: _Headers, request_id: str
+    ) -> None:
+        dp = self.dataplane
+        await _read_body(receive, headers, self.max_body)
+        if parts == ["index"]:
+            entries = [
+                {"name": e.name, "version": e.version, "state": e.state, "reason": e.reason}
+                for e in dp.repository_index()
+            ]
+            return await _respond(send, 200, codec.dumps(entries), request_id)
+        if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
+            if parts[2] == "load":
+                await dp.load_model(parts[1])
+            else:
+                await dp.unload_model(parts[1])
+            return await _respond(send, 200, b"{}", request_id)
+        await _respond(send, 404, _NOT_FOUND, request_id)
+
+    async def _v1(
+        self, method: str, target: str, receive: Receive, send: Send, headers: _Headers,
+        request_id: str,
+    ) -> None:
+        dp = self.dataplane
+        if method == "POST" and target.endswith(":predict"):
+            body = await _read_body(receive, headers, self.max_body)
+            try:
+                payload = msgspec.json.decode(body) if body else None
+            except msgspec.DecodeError as exc:
+                raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+            if not isinstance(payload, dict) or "instances" not in payload:
+                raise InvalidInput('expected a JSON object {"instances": [...]}')
+            predictions = await dp.predict_v1(target[: -len(":predict")], payload["instances"])
+            return await _respond(send, 200, codec.dumps({"predictions": predictions}),
+                                  request_id)
+        if method == "GET" and ":" not in target:
+            return await _respond(send, 200, codec.dumps(dp.status_v1(target)), request_id)
+        raise NotFound(f"no route {method} /v1/models/{target}")
+
+
+class _Headers:
+    """The few request headers the data plane reads, found in one pass."""
+
+    __slots__ = ("content_length", "header_length", "request_id", "timeout_ms")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.content_length: int | None = None
+        self.header_length: int | None = None
+        self.request_id: str | None = None
+        self.timeout_ms: float | None = None
+        for key, value in raw:
+            if key == b"content-length":
+                self.content_length = _int(value, "Content-Length")
+            elif key == b"inference-header-content-length":
+                self.header_length = _int(value, "Inference-Header-Content-Length")
+            elif key == b"x-request-id":
+                self.request_id = value.decode("latin-1")
+            elif key == b"x-modelyard-timeout-ms":
+                self.timeout_ms = float(_int(value, "X-Modelyard-Timeout-Ms"))
+
+
+def _int(value: bytes, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"header {name} is not a whole number: {value!r}") from None
+
+
+async def _read_body(receive: Receive, headers: _Headers, limit: int) -> bytes:
+    if headers.content_length is not None and headers.content_length > limit:
+        raise PayloadTooLarge(
+            f"the request body of {headers.content_length} bytes is over the limit of {limit}"
+        )
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _start(
+    send: Send, status: int, request_id: str, content_type: bytes, more: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"x-request-id", request_id.encode("latin-1"))]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = _JSON[1],
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1")),
+    ]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from modelyard.errors import (
+    AliasNotFound,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    SignatureMismatch,
+    VersionNotFound,
+)
+from modelyard.serving import DataPlane
+from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
+from modelyard.settings import ModelServingSettings
+
+X = load_breast_cancer().data
+
+
+def _request(rows: np.ndarray, **kw: object) -> InferRequest:
+    return InferRequest("cancer", [Tensor("input", "FP64", list(rows.shape), rows)], **kw)  # type: ignore[arg-type]
+
+
+def test_routes_by_name_alias_and_version(make_dataplane) -> None:  # type: ignore[no-untyped-def]
+    dp: DataPlane = make_dataplane()
+    async def go() -> list[str]:
+        out = []
+        for model, version in [("cancer", None), ("cancer@champion", None), ("cancer", "2")]:
+            r = await dp.infer(_request(X[:2]).__class__(model, _request(X[:2]).inputs,
+                                                          version=version), "test")
+            out.append(r.model_version)
+        return out
+    assert asyncio.run(go()) == ["1", "1", "2"]
+    assert dp.model_metadata("cancer").versions == ["1", "2"]
+    assert [s.name for s in dp.model_metadata("wine-onnx").inputs] == ["X"]
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "error"),
+    [("ghost", None, ModelNotFound), ("cancer", "7", VersionNotFound),
+     ("cancer@gold", None, AliasNotFound), ("cancer", "x", InvalidInput)],
+)
+def test_unknown_models_raise_not_found(  # type: ignore[no-untyped-def]
+    make_dataplane, model: str, version: str | None, error: type[Exception]
+) -> None:
+    dp: DataPlane = make_dataplane()
+    with pytest.raises(error):
+        asyncio.run(dp.infer(InferRequest(model, _request(X[:1]).inputs, version=version), "t"))
+
+
+def test_batched_callers_each_get_their_own_rows_and_outputs(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    dp: DataPlane = make_dataplane(cancer=ModelServingSettings(max_batch_size=32,
+                                                               max_delay_ms=20))
+    model = dp.manager.resolve("cancer").require_ready()
+    expected = model.runtime.predict(X)
+
+    async def go() -> list:  # type: ignore[type-arg]
+        requests = []
+        for i in range(40):
+            rows = X[i * 3: i * 3 + 1 + i % 3]
+            wanted = [RequestedOutput("predict_proba")] if i % 2 else [RequestedOutput("predict")]
+            requests.append(dp.infer(_request(rows, id=str(i), outputs=wanted), "test"))
+        return await asyncio.gather(*requests)
+
+    answers = asyncio.run(go())
+    for i, answer in enumerate(answers):
+        lo, hi = i * 3, i * 3 + 1 + i % 3
+        assert answer.id == str(i)
+        [out] = answer.outputs
+        assert out.name == ("predict_proba" if i % 2 else "predict")
+        # Stacked rows may take another BLAS path: probabilities agree to the last bits.
+        np.testing.assert_allclose(out.data, expected[out.name][lo:hi], rtol=1e-12, atol=0)
+    text = dp.metrics.exposition().decode()
+    count = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
+    total = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_sum")]
+    assert float(total[0].split()[-1]) == sum(1 + i % 3 for i in range(40))
+    assert float(count[0].split()[-1]) < 40  # coalesced
+
+
+def test_one_bad_request_in_a_batch_fails_alone(make_dataplane) -> None:  # type: ignore[no-untyped-def]
+    dp: DataPlane = make_dataplane(cancer=ModelServingSettings(max_batch_size=16, max_delay_ms=20))
+
+    async def go() -> list:  # type: ignore[type-arg]
+        good = [dp.infer(_request(X[i:i + 1]), "t") for i in range(5)]
+        bad = dp.infer(_request(X[:1, :29]), "t")
+        return await asyncio.gather(*good, bad, return_exceptions=True)
+
+    *good, bad = asyncio.run(go())
+    assert all(not isinstance(g, BaseException) for g in good)
+    assert isinstance(bad, SignatureMismatch)
+    assert "29 columns" in str(bad)
+
+
+def test_unloaded_model_is_not_ready_until_loaded_again(make_dataplane) -> None:  # type: ignore[no-untyped-def]
+    dp: DataPlane = make_dataplane()
+    asyncio.run(dp.unload_model("cancer"))
+    assert not dp.model_ready("cancer")
+    assert not dp.ready()
+    with pytest.raises(ModelNotReady, match="unloaded"):
+        asyncio.run(dp.infer(_request(X[:1]), "t"))
+    asyncio.run(dp.load_model("cancer"))
+    assert dp.model_ready("cancer")
+    assert [e.state for e in dp.repository_index()][:2] == ["READY", "READY"]
+
+
+def test_cache_answers_repeated_inputs(make_dataplane) -> None:  # type: ignore[no-untyped-def]
+    dp: DataPlane = make_dataplane(cancer=ModelServingSettings(cache_entries=8))
+    first = asyncio.run(dp.infer(_request(X[:3]), "t"))
+    second = asyncio.run(dp.infer(_request(X[:3]), "t"))
+    other = asyncio.run(dp.infer(_request(X[3:6]), "t"))
+    assert (first.cache_hit, second.cache_hit, other.cache_hit) == (False, True, False)
+    np.testing.assert_array_equal(first.outputs[0].data, second.outputs[0].data)
+
+
+def test_kserve_v1_rows_and_objects(make_dataplane) -> None:  # type: ignore[no-untyped-def]
+    dp: DataPlane = make_dataplane()
+    model = dp.manager.resolve("cancer").require_ready()
+    preds = asyncio.run(dp.predict_v1("cancer", X[:4].tolist()))
+    assert preds == model.runtime.predict(X[:4])["predict"].tolist()
+    rows = [{"age": 70.0, "income": 50.0, "plan": "basic"}]
+    assert asyncio.run(dp.predict_v1("plans", rows)) == ["churn"]
+    with pytest.raises(InvalidInput, match="30 values"):
+        asyncio.run(dp.predict_v1("cancer", [[1.0, 2.0]]))
