@@ -80,6 +80,8 @@ class ModelManager:
         self.on_batch = on_batch
         self._models: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        # (model as written, version) → slot: the hot path skips parsing names and aliases.
+        self._routes: dict[tuple[str, str | None], Slot] = {}
 
     # -- loading -------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class ModelManager:
             entry.versions = slots
             entry.aliases = dict(model.aliases)
             self._models[model.name] = entry
+            self._routes = {}
         return list(slots.values())
 
     def unload_model(self, name: str) -> None:
@@ -159,6 +162,14 @@ class ModelManager:
     # -- routing -------------------------------------------------------------------------
 
     def resolve(self, model: str, version: str | None = None) -> Slot:
+        slot = self._routes.get((model, version))
+        if slot is None:
+            slot = self._resolve(model, version)
+            if len(self._routes) < 10_000:  # names come from callers: keep the memo bounded
+                self._routes[(model, version)] = slot
+        return slot
+
+    def _resolve(self, model: str, version: str | None) -> Slot:
         ref = ModelRef.parse(model)
         entry = self._models.get(ref.name)
         if entry is None:
