@@ -33,9 +33,12 @@ def test_demo_runs_on_embedded_defaults_and_can_run_again(tmp_path: Path) -> Non
     assert "identical to the in-memory model" in first.stdout
     assert "chain intact" in first.stdout
     assert "modelyard models show breast-cancer@champion" in first.stdout
+    assert "300/300 answers match the in-process model" in first.stdout
+    assert "rows over gRPC match" in first.stdout
+    assert "server stopped (exit code 0)" in first.stdout
     assert (tmp_path / ".modelyard" / "modelyard.db").is_file()
     assert (tmp_path / ".modelyard" / "artifacts" / "breast-cancer").is_dir()
-    second = _run("demo", cwd=tmp_path)
+    second = _run("demo", "--no-serve", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "registered breast-cancer:3" in second.stdout
     listed = _run("models", "show", "breast-cancer@champion", cwd=tmp_path)

@@ -127,3 +127,39 @@ def test_kserve_v1_rows_and_objects(make_dataplane) -> None:  # type: ignore[no-
     assert asyncio.run(dp.predict_v1("plans", rows)) == ["churn"]
     with pytest.raises(InvalidInput, match="30 values"):
         asyncio.run(dp.predict_v1("cancer", [[1.0, 2.0]]))
+
+
+def test_a_batch_waits_out_its_delay_from_the_first_request(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    """MLServer #1936: its timeout fired early. Here a request that arrives mid-delay joins the
+    batch its predecessor opened, and the batch closes only when the first one's delay is up."""
+    import time
+
+    dp: DataPlane = make_dataplane(cancer=ModelServingSettings(max_batch_size=8,
+                                                               max_delay_ms=300))
+
+    async def go() -> float:
+        began = time.monotonic()
+        first = asyncio.ensure_future(dp.infer(_request(X[:1]), "t"))
+        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(dp.infer(_request(X[1:3]), "t"))
+        await asyncio.gather(first, second)
+        return time.monotonic() - began
+
+    elapsed = asyncio.run(go())
+    text = dp.metrics.exposition().decode()
+    batches = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
+    rows = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_sum")]
+    assert float(batches[0].split()[-1]) == 1  # one batch: the second request joined the first
+    assert float(rows[0].split()[-1]) == 3  # its rows counted by row, not by request
+    assert elapsed >= 0.3  # not closed before the first request's 300 ms were up
+
+
+def test_a_multi_row_request_larger_than_the_batch_runs_alone(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    dp: DataPlane = make_dataplane(cancer=ModelServingSettings(max_batch_size=4, max_delay_ms=5))
+    model = dp.manager.resolve("cancer").require_ready()
+    answer = asyncio.run(dp.infer(_request(X[:10]), "t"))
+    np.testing.assert_array_equal(answer.outputs[0].data, model.runtime.predict(X[:10])["predict"])

@@ -12,9 +12,14 @@ from modelyard.cli._common import console, settings
 MODEL_NAME = "breast-cancer"
 
 
-def demo(ctx: typer.Context) -> None:
+def demo(
+    ctx: typer.Context,
+    serve: bool = typer.Option(
+        True, "--serve/--no-serve", help="Also start a server and query it with tritonclient."
+    ),
+) -> None:
     """Train two classifiers, register both with reference data, crown the better one
-    `champion`, load it back and predict."""
+    `champion`, load it back and predict, then serve it and query it over REST and gRPC."""
     import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -74,8 +79,14 @@ def demo(ctx: typer.Context) -> None:
 
         check = audit.verify(conn)
     console.print(f"audit log: {check.entries} entries, chain {'intact' if check.ok else 'BROKEN'}")
+    served = True
+    if serve:
+        from modelyard.cli._demo_serving import serve_and_query
+
+        served = serve_and_query(config, MODEL_NAME, X_test.to_numpy())
     console.print(f"done in {time.perf_counter() - started:.1f} s. Look next at:")
     for command in (
+        "modelyard serve        (then the OIP routes under http://127.0.0.1:8080/v2/)",
         "modelyard models list",
         f"modelyard models show {MODEL_NAME}",
         f"modelyard models show {MODEL_NAME}@champion",
@@ -83,6 +94,6 @@ def demo(ctx: typer.Context) -> None:
         "modelyard audit verify",
     ):
         console.print(f"  {command}", markup=False)
-    if not agree or not check.ok:
+    if not agree or not check.ok or not served:
         raise typer.Exit(1)
 
