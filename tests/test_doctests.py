@@ -12,6 +12,8 @@ MODULES = [
     "modelyard.registry.refs",
     "modelyard.registry.signature",
     "modelyard.runtimes.python",
+    "modelyard.monitoring.sketches",
+    "modelyard.monitoring.profile",
     "modelyard",
 ]
 
