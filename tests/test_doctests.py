@@ -14,6 +14,8 @@ MODULES = [
     "modelyard.runtimes.python",
     "modelyard.monitoring.sketches",
     "modelyard.monitoring.profile",
+    "modelyard.monitoring.drift",
+    "modelyard.monitoring.calibration",
     "modelyard",
 ]
 

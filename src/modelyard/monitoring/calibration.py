@@ -1,0 +1,328 @@
+"""Thresholds that mean the same false-alarm rate at every window size.
+
+A fixed p-value flags everything on large windows (Evidently #50, whylogs #684) and a fixed
+distance misses real shifts on small ones. :func:`calibrate` measures on the reference what a
+method scores when nothing has changed, for windows of the size it will see:
+
+1. draw ``n_boot`` chunks of ``window_rows`` rows and summarise each as a live window is
+   summarised (a KLL sketch of ``k`` values, or category counts);
+2. score each against the reference *without* the chunk's rows, sketched in one stream in its
+   own order as a profile sketches it (NannyML #426: a chunk compared with a reference that
+   contains it scores too low);
+3. take the ⌈(1 - alpha)(n_boot + 1)⌉-th smallest score, so that P(score > threshold) ≤ alpha
+   for a window from the reference's distribution (the permutation-test bound).
+
+Both sides are sketched, so the sketches' rank error is inside the null distribution. Sketching
+the reference side as one stream matters: a merge of many chunk sketches is more accurate than
+one stream of the same rows (KS 99th percentile 0.021 vs 0.024 at 200k rows) and gave 2.7 %
+false alarms instead of 1 %.
+
+``Threshold.scheme`` says how chunks were drawn:
+
+- ``"holdout"`` (windows up to a quarter of the reference, N rows): each round holds out up to
+  N/4 rows as disjoint chunks and sketches the rest, with at least 50 rounds so the reference
+  sketch's own error is sampled too. The null compares 0.75 N to N rows with w where the live
+  test compares N with w: slightly conservative. For categories a multivariate hypergeometric
+  draw is the exact count vector of a random chunk, and the reference is the total minus it.
+- ``"bootstrap"`` (larger windows, e.g. 1M rows against a 100k reference): a reference of N rows
+  and a window of w rows are both drawn with replacement from the reference, the pooled
+  two-sample bootstrap (Efron & Tibshirani 1993, ch. 16; Praestgaard 1995 for KS), so the null
+  carries both samples' noise at their live sizes. Limits: ties from resampling; each draw
+  sketches N + w rows (about 10 s per column for 200 draws of 1M rows); and the reference's
+  own sampling error, the same for every window, now dominates, so one reference that happens
+  to be unusual flags many windows. The cure is a larger reference.
+
+What a calibrated threshold guarantees is the rate on average over references. One column's
+rate also depends on: the Monte Carlo error of a 1 % quantile of ``n_boot`` scores (standard
+deviation 0.7 points at 200 draws, 0.3 at 1,000); the reference's sampling error (small when it
+has 20+ times the window's rows); and its sketch's rank error, shared by every window (pass
+``reference_k`` and sketch the reference with a larger k, e.g. 2,000).
+
+KLL compacts with a generator Python cannot seed (datasketches-cpp seeds it from the clock):
+a seed fixes which rows are drawn, but numerical thresholds vary between runs (over 5 runs at
+10k-row windows: KS by 5 %, normed Wasserstein by 19 %); categorical ones are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from datasketches import kll_doubles_sketch  # type: ignore[import-untyped, unused-ignore]
+from numpy.typing import NDArray
+
+from modelyard.errors import InvalidInput
+from modelyard.monitoring.drift import (
+    CATEGORICAL,
+    METHODS,
+    NUMERICAL,
+    DriftMethod,
+    QuantileSketch,
+    Summary,
+    kind_of,
+)
+
+_HOLDOUT_SHARE = 4  # windows up to 1/4 of the reference are held out; larger ones bootstrap
+
+
+class _Sketch(QuantileSketch, Protocol):
+    @property
+    def k(self) -> int: ...
+    def update(self, values: NDArray[np.float64]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A calibrated threshold: a score above ``value`` is drift at false-alarm rate ``alpha``.
+
+    ``value`` is ``max(calibrated quantile, min_effect)``; ``method`` is the configured method
+    that was calibrated and must score; ``k`` and ``reference_k`` are the smallest KLL sizes of
+    the current and reference sketches it holds for; ``scheme`` is how chunks were drawn.
+    """
+
+    value: float
+    alpha: float
+    window_rows: int
+    n_boot: int
+    method: DriftMethod
+    seed: int
+    k: int = 200
+    reference_k: int = 200
+    min_effect: float = 0.0
+    scheme: str = "holdout"
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One column's verdict, as the report's JSON shows it."""
+
+    method: str
+    score: float
+    threshold: float
+    drift_detected: bool
+
+
+def _sketch(values: NDArray[np.float64], k: int) -> _Sketch:
+    sketch: _Sketch = kll_doubles_sketch(k)
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        sketch.update(np.ascontiguousarray(finite))
+    return sketch
+
+
+def _safe_score(method: DriftMethod, reference: _Sketch, current: _Sketch) -> float:
+    # A chunk of an almost-empty column may hold no value at all: no evidence of drift.
+    return 0.0 if reference.is_empty() or current.is_empty() else method.score(reference, current)
+
+
+def _numerical_null(
+    values: NDArray[np.float64], method: DriftMethod, rows: int, n_boot: int,
+    k: tuple[int, int], rng: np.random.Generator,
+) -> list[float]:
+    """Null scores; ``k`` is the KLL size of the (reference, current) sketches."""
+    size, scores = len(values), list[float]()
+    if rows * _HOLDOUT_SHARE > size:
+        for _ in range(n_boot):
+            reference = _sketch(values[rng.integers(0, size, size)], k[0])
+            current = _sketch(values[rng.integers(0, size, rows)], k[1])
+            scores.append(_safe_score(method, reference, current))
+        return scores
+    # Up to a quarter of the reference is held out per round, so its sketch keeps >= 75 % of the
+    # rows; at least 50 rounds so that the reference sketch's own error is sampled too.
+    per_round = max(1, min(size // (_HOLDOUT_SHARE * rows), n_boot // 50))
+    while len(scores) < n_boot:
+        chunks = min(per_round, n_boot - len(scores))
+        held = rng.choice(size, chunks * rows, replace=False)
+        keep = np.ones(size, dtype=bool)
+        keep[held] = False
+        # One stream in the reference's own order, as a profile sketches it: a merge of chunk
+        # sketches is more accurate than one stream (KS q99 0.021 vs 0.024 at 200k rows) and
+        # would set the threshold too low.
+        reference = _sketch(values[keep], k[0])
+        for part in np.split(held, chunks):
+            scores.append(_safe_score(method, reference, _sketch(values[part], k[1])))
+    return scores
+
+
+def _categorical_null(
+    counts: NDArray[np.int64], method: DriftMethod, rows: int, n_boot: int, rng: np.random.Generator
+) -> list[float]:
+    """``counts`` ends with the number of missing rows, which take space but are no category."""
+    size, scores = int(counts.sum()), list[float]()
+    for _ in range(n_boot):
+        if rows * _HOLDOUT_SHARE <= size:
+            chunk = rng.multivariate_hypergeometric(counts, rows)
+            reference = counts - chunk
+        else:
+            shares = counts / size
+            reference, chunk = rng.multinomial(size, shares), rng.multinomial(rows, shares)
+        ref, cur = reference[:-1].astype(np.float64), chunk[:-1].astype(np.float64)
+        scores.append(method._compare_counts(ref, cur) if ref.sum() and cur.sum() else 0.0)
+    return scores
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _category_counts(array: NDArray[Any]) -> NDArray[np.int64]:
+    if array.dtype.kind == "O":
+        missing = np.fromiter((_is_missing(v) for v in array), dtype=bool, count=array.size)
+        labels = array[~missing].astype(str)
+    else:
+        missing, labels = np.zeros(array.size, dtype=bool), array.astype(str)
+    if labels.size == 0:
+        raise InvalidInput("the reference column has no non-missing values")
+    counts = np.unique(labels, return_counts=True)[1]
+    return np.append(counts, np.count_nonzero(missing)).astype(np.int64)
+
+
+def _resolve(method: str | DriftMethod) -> DriftMethod:
+    if isinstance(method, DriftMethod):
+        return method
+    if method not in METHODS:
+        raise InvalidInput(f"unknown drift method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method]()
+
+
+def _order(alpha: float, n_boot: int) -> int:
+    """Which smallest score is the threshold: ⌈(1 - alpha)(B + 1)⌉, robust to rounding."""
+    return math.ceil((1 - alpha) * (n_boot + 1) - 1e-9)
+
+
+def _check(window_rows: int, alpha: float, n_boot: int, k: int, min_effect: float) -> None:
+    def is_int(value: object) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if not is_int(window_rows) or window_rows < 1:
+        raise InvalidInput(f"window_rows must be a positive integer, not {window_rows!r}")
+    if not 0 < alpha < 1:
+        raise InvalidInput(f"alpha must be between 0 and 1, not {alpha!r}")
+    if not is_int(n_boot) or _order(alpha, n_boot) > n_boot:
+        needed = math.ceil(1 / alpha - 1)
+        raise InvalidInput(f"n_boot={n_boot!r} cannot resolve alpha={alpha}; use at least {needed}")
+    if not is_int(k) or not 8 <= k <= 65535:
+        raise InvalidInput(f"k must be an integer between 8 and 65535, not {k!r}")
+    if not math.isfinite(min_effect) or min_effect < 0:
+        raise InvalidInput(f"min_effect must be a non-negative number, not {min_effect!r}")
+
+
+def calibrate(
+    reference: NDArray[Any] | Sequence[Any],
+    method: str | DriftMethod,
+    window_rows: int,
+    alpha: float = 0.01,
+    n_boot: int = 200,
+    seed: int = 0,
+    k: int = 200,
+    min_effect: float = 0.0,
+    reference_k: int | None = None,
+) -> Threshold:
+    """Calibrate ``method``'s threshold for windows of ``window_rows`` rows from the reference.
+
+    Parameters
+    ----------
+    reference
+        The reference column: numbers (NaN and ±inf are rows without a value, as in a profile)
+        or categories (strings, booleans or objects; ``None``/NaN are missing).
+    method
+        A name from :data:`~modelyard.monitoring.drift.METHODS` or a configured method.
+    window_rows
+        Rows in the live windows the threshold is for (a smaller window raises false alarms;
+        a larger one is only less sensitive).
+    alpha
+        False-alarm rate per column and window.
+    n_boot, seed
+        Bootstrap chunks and the seed that draws them; ``n_boot`` must be at least 1/alpha - 1.
+    k
+        The KLL ``k`` of the live window sketches.
+    min_effect
+        A score below which a significant shift is not called drift.
+    reference_k
+        The KLL ``k`` of the reference sketch, if larger than ``k``.
+
+    Returns
+    -------
+    Threshold
+
+    Notes
+    -----
+    The module docstring describes the null distribution and its limits.
+
+    Examples
+    --------
+    >>> column = np.random.default_rng(0).choice(["a", "b", "c"], 5000)
+    >>> threshold = calibrate(column, "chisquare", 500, n_boot=999, seed=4)
+    >>> threshold.scheme, round(threshold.value, 1)  # the chi-square(2) 99 % point is 9.21
+    ('holdout', 9.3)
+    """
+    drift = _resolve(method)
+    reference_k = k if reference_k is None else reference_k
+    _check(window_rows, alpha, n_boot, k, min_effect)
+    _check(window_rows, alpha, n_boot, reference_k, min_effect)
+    array = np.asarray(reference)
+    if array.ndim != 1 or array.size == 0:
+        raise InvalidInput(f"the reference must be a non-empty column, not shape {array.shape}")
+    kind = NUMERICAL if array.dtype.kind in "iuf" else CATEGORICAL
+    if array.dtype.kind not in "iufOUSb":
+        raise InvalidInput(f"cannot calibrate drift on a column of dtype {array.dtype}")
+    if kind not in drift.kinds:
+        supported = " and ".join(sorted(drift.kinds))
+        raise InvalidInput(f"{drift.name} compares {supported} columns; this column is {kind}")
+    rng = np.random.default_rng(seed)
+    if kind == NUMERICAL:
+        values = array.astype(np.float64)
+        if not np.isfinite(values).any():
+            raise InvalidInput("the reference column has no finite values")
+        scores = _numerical_null(values, drift, window_rows, n_boot, (reference_k, k), rng)
+    else:
+        scores = _categorical_null(_category_counts(array), drift, window_rows, n_boot, rng)
+    calibrated = sorted(scores)[_order(alpha, n_boot) - 1]
+    size = array.size
+    return Threshold(
+        value=max(calibrated, float(min_effect)), alpha=alpha, window_rows=int(window_rows),
+        n_boot=int(n_boot), method=drift, seed=seed, k=int(k), reference_k=int(reference_k),
+        min_effect=float(min_effect),
+        scheme="holdout" if window_rows * _HOLDOUT_SHARE <= size else "bootstrap",
+    )
+
+
+def column_drift(reference: Summary, current: Summary, threshold: Threshold) -> DriftResult:
+    """Score ``current`` against ``reference`` with the calibrated method and threshold.
+
+    Drift is a score strictly above the threshold. Sketches with a smaller ``k`` than the
+    calibration's have a larger error than the threshold allows for, and are refused.
+
+    >>> threshold = Threshold(0.1, 0.01, 1000, 200, METHODS["linf"](), seed=0)
+    >>> column_drift({"a": 500, "b": 500}, {"a": 300, "b": 700}, threshold)
+    DriftResult(method='linf', score=0.2, threshold=0.1, drift_detected=True)
+    """
+    sides = (("reference", reference, threshold.reference_k), ("current", current, threshold.k))
+    for side, summary, k in sides:
+        if kind_of(summary, side) == NUMERICAL and getattr(summary, "k", k) < k:
+            raise InvalidInput(
+                f"the {side} sketch has k={getattr(summary, 'k', '?')} but the threshold was "
+                f"calibrated for k={k}; recalibrate or sketch with a larger k"
+            )
+    score = threshold.method.score(reference, current)
+    return DriftResult(threshold.method.name, score, threshold.value, score > threshold.value)
+
+
+def dataset_drift(results: Iterable[DriftResult], share: float = 0.5) -> tuple[bool, float]:
+    """Dataset drift: whether at least ``share`` of the columns drifted, and the drifted share.
+
+    >>> dataset_drift([DriftResult("ks", 0.3, 0.1, True), DriftResult("ks", 0.0, 0.1, False)])
+    (True, 0.5)
+    """
+    flags = [result.drift_detected for result in results]
+    if not flags:
+        raise InvalidInput("dataset drift needs at least one column")
+    if not 0 < share <= 1:
+        raise InvalidInput(f"share must be in (0, 1], not {share!r}")
+    drifted = sum(flags) / len(flags)
+    return drifted >= share, drifted
