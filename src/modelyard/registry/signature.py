@@ -87,7 +87,7 @@ def to_tensors(data: Any, signature: Signature) -> dict[str, np.ndarray]:
             raise SignatureMismatch(
                 f"input {spec.name!r} has shape {list(array.shape)}, the model takes {spec.shape}"
             )
-        tensors[spec.name] = _cast_array(array, spec)
+        tensors[spec.name] = cast_array(array, spec)
     return tensors
 
 
@@ -142,10 +142,12 @@ def _cast(column: pd.Series, spec: TensorSpec) -> np.ndarray | pd.Series:
                 f"column {spec.name!r} holds numbers ({column.dtype}), the model takes text"
             )
         return column.astype(object)
-    return _cast_array(column.to_numpy(), spec)
+    return cast_array(column.to_numpy(), spec)
 
 
-def _cast_array(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def cast_array(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """``values`` as ``spec``'s datatype, refusing text, fractions or missing values where the
+    model takes integers (a silent ``astype`` would turn them into garbage)."""
     target = numpy_dtype(spec.datatype)
     if target.kind == "O":
         return values.astype(object)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ try:
     _VERSION = version("modelyard")
 except PackageNotFoundError:  # a source tree that is not installed
     _VERSION = "0+unknown"
+T = TypeVar("T")
 EXTENSIONS = ["binary_tensor_data", "model_repository", "generate", "kserve_v1"]
 
 
@@ -79,19 +80,31 @@ class DataPlane:
 
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
         started = time.perf_counter()
-        label = ("", "", protocol)  # never a caller-chosen name: labels stay bounded
         self._in_flight += 1
         try:
-            slot = self.manager.resolve(request.model, request.version)
-            label = (slot.name, str(slot.version), protocol)
-            response = await self._infer(slot, request)
-        except BaseException as exc:
-            self.metrics.observe_request(*label, _outcome(exc), time.perf_counter() - started)
-            raise
+            try:
+                slot = self.manager.resolve(request.model, request.version)
+            except BaseException as exc:  # never a caller-chosen name: labels stay bounded
+                self.metrics.observe_request(
+                    "", "", protocol, _outcome(exc), time.perf_counter() - started
+                )
+                raise
+            return await self._observed(slot, protocol, started, self._infer(slot, request))
         finally:
             self._in_flight -= 1
-        self.metrics.observe_request(*label, "ok", time.perf_counter() - started)
-        return response
+
+    async def _observed(
+        self, slot: Slot, protocol: str, started: float, work: Awaitable[T]
+    ) -> T:
+        """``work``'s result, counted and timed under the slot's labels whatever the outcome."""
+        labels = (slot.name, str(slot.version), protocol)
+        try:
+            result = await work
+        except BaseException as exc:
+            self.metrics.observe_request(*labels, _outcome(exc), time.perf_counter() - started)
+            raise
+        self.metrics.observe_request(*labels, "ok", time.perf_counter() - started)
+        return result
 
     async def _infer(self, slot: Slot, request: InferRequest) -> InferResponse:
         model = slot.require_ready()
@@ -222,17 +235,9 @@ class DataPlane:
             except (TypeError, ValueError):
                 raise InvalidInput("instances must be numbers for this model") from None
             data = to_tensors({spec.name: array}, signature)
-        started = time.perf_counter()
-        try:
-            outputs = await self._run(slot, model, Prepared(data, len(instances)), None)
-        except BaseException as exc:
-            self.metrics.observe_request(
-                slot.name, str(slot.version), "rest_v1", _outcome(exc),
-                time.perf_counter() - started,
-            )
-            raise
-        self.metrics.observe_request(
-            slot.name, str(slot.version), "rest_v1", "ok", time.perf_counter() - started
+        outputs = await self._observed(
+            slot, "rest_v1", time.perf_counter(),
+            self._run(slot, model, Prepared(data, len(instances)), None),
         )
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
         return [_plain(value) for value in main]

@@ -20,10 +20,10 @@ import pandas as pd
 
 from modelyard.errors import InvalidInput, SignatureMismatch
 from modelyard.registry import PackageManifest
-from modelyard.registry.signature import to_frame, to_tensors
+from modelyard.registry.signature import cast_array, to_frame, to_tensors
 from modelyard.runtimes.base import Runtime
 from modelyard.serving.types import ModelMetadata, RequestedOutput, Tensor
-from modelyard.types import datatype_of, numpy_dtype
+from modelyard.types import TensorSpec, datatype_of, numpy_dtype
 
 ModelBatch = np.ndarray | pd.DataFrame | dict[str, np.ndarray]
 
@@ -115,12 +115,15 @@ class ServedModel:
                     f"input {tensor.name!r} is BYTES, model {self.key} takes numbers "
                     f"({self.signature.inputs[0].datatype})"
                 )
-            data = tensor.data
-            if data.dtype != self.matrix_dtype:
-                data = _cast_numbers(data, self.matrix_dtype, tensor.name)
-            return Prepared(data, rows)
+            return Prepared(self._cast_matrix(tensor.data, tensor.name), rows)
         frame = pd.DataFrame(_text(tensor.data), columns=self.columns)
         return Prepared(to_frame(frame, self.signature), rows)
+
+    def _cast_matrix(self, data: np.ndarray, name: str) -> np.ndarray:
+        if data.dtype == self.matrix_dtype:
+            return data
+        datatype = self.signature.inputs[0].datatype
+        return cast_array(data, TensorSpec(name=name, datatype=datatype, shape=[-1, -1]))
 
     def _prepare_columns(self, inputs: list[Tensor]) -> Prepared:
         by_name = {t.name: t for t in inputs}
@@ -148,7 +151,7 @@ class ServedModel:
             if any(t.datatype == "BYTES" for t in inputs):
                 raise SignatureMismatch(f"model {self.key} takes numbers, not BYTES")
             data = np.column_stack([by_name[c].data.reshape(-1) for c in self.columns])
-            return Prepared(_cast_numbers(data, self.matrix_dtype, "columns"), count)
+            return Prepared(self._cast_matrix(data, "columns"), count)
         frame = pd.DataFrame({c: _text(by_name[c].data.reshape(-1)) for c in self.columns})
         return Prepared(to_frame(frame, self.signature), count)
 
@@ -213,12 +216,6 @@ class ServedModel:
 def _names(names: list[str]) -> str:
     shown = ", ".join(repr(n) for n in names[:8])
     return shown + (f" … ({len(names)} in all)" if len(names) > 8 else "")
-
-
-def _cast_numbers(data: np.ndarray, dtype: np.dtype[Any], name: str) -> np.ndarray:
-    if data.dtype.kind == "f" and dtype.kind in "iu" and not np.array_equal(data, np.round(data)):
-        raise SignatureMismatch(f"input {name!r} holds fractions, the model takes integers")
-    return data.astype(dtype, copy=False)
 
 
 def _text(values: np.ndarray) -> np.ndarray:
