@@ -16,6 +16,11 @@ MODULES = [
     "modelyard.monitoring.profile",
     "modelyard.monitoring.drift",
     "modelyard.monitoring.calibration",
+    "modelyard.monitoring.performance",
+    "modelyard.monitoring.cbpe",
+    "modelyard.monitoring.multivariate",
+    "modelyard.monitoring.quality",
+    "modelyard.monitoring.skew",
     "modelyard",
 ]
 

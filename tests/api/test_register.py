@@ -233,3 +233,19 @@ def test_a_remote_artifact_store_is_read_through_the_local_cache(
     loaded = modelyard.load("cancer", settings=settings)
     assert loaded.directory.is_relative_to(tmp_path / "home" / "cache")
     np.testing.assert_array_equal(loaded.predict(X), cancer_model.predict(X))
+
+
+def test_the_reference_profile_is_stored_with_the_version(
+    sqlite_settings: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    X, y = cancer
+    modelyard.register(cancer_model, "cancer", reference=X, labels=y, settings=sqlite_settings)
+    loaded = modelyard.load("cancer", settings=sqlite_settings)
+    assert loaded.manifest.reference is not None
+    assert loaded.manifest.reference.profile == "reference.profile"
+    profile = loaded.reference_profile()
+    assert profile.rows == len(X)
+    assert list(profile.schema) == [*X.columns, loaded.manifest.reference.labels_column]
+    radius = profile.result()["mean radius"]
+    assert radius.max == X["mean radius"].max()
+    assert radius.mean == pytest.approx(X["mean radius"].mean())

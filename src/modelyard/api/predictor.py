@@ -11,6 +11,7 @@ import pandas as pd
 from modelyard import runtimes
 from modelyard.api.workspace import open_registry
 from modelyard.errors import InvalidInput
+from modelyard.monitoring.profile import TableProfile, profile_table
 from modelyard.registry import ModelRef, PackageManifest, VersionInfo
 from modelyard.registry.manifest import MODEL_DIR
 from modelyard.registry.signature import to_frame, to_tensors
@@ -74,6 +75,15 @@ class Predictor:
         if self.manifest.reference is None:
             raise InvalidInput(f"{self.info.ref} was registered without reference data")
         return pd.read_parquet(self.directory / self.manifest.reference.file)
+
+    def reference_profile(self) -> TableProfile:
+        """The reference's profile stored at registration (profiled now for older versions)."""
+        info = self.manifest.reference
+        if info is None:
+            raise InvalidInput(f"{self.info.ref} was registered without reference data")
+        if info.profile is None:
+            return profile_table(self.directory / info.file)
+        return TableProfile.from_bytes((self.directory / info.profile).read_bytes())
 
     def __repr__(self) -> str:
         return f"<Predictor {self.info.ref} {self.manifest.flavor.name} {self.task.value}>"

@@ -22,8 +22,9 @@ from modelyard import runtimes
 from modelyard.api.tables import read_table, records
 from modelyard.api.workspace import open_registry
 from modelyard.errors import InvalidInput, ReferenceMismatch, first_line
+from modelyard.monitoring.profile import profile_table
 from modelyard.registry import ModelRef, PackageManifest, Provenance, ReferenceInfo, VersionInfo
-from modelyard.registry.manifest import MODEL_DIR, REFERENCE_FILE
+from modelyard.registry.manifest import MODEL_DIR, PROFILE_FILE, REFERENCE_FILE
 from modelyard.registry.provenance import baseline_metrics, git_state, sha256_bytes
 from modelyard.registry.refs import check_name
 from modelyard.registry.signature import columns_signature, output_specs, placeholder, to_frame
@@ -122,7 +123,9 @@ def register(
                 stored[labels_name] = y.to_numpy()
             stored.to_parquet(package / REFERENCE_FILE, index=False)
             data = (package / REFERENCE_FILE).read_bytes()
+            (package / PROFILE_FILE).write_bytes(profile_table(stored).to_bytes())
             reference_info = ReferenceInfo(
+                profile=PROFILE_FILE,
                 rows=len(stored),
                 columns=[str(c) for c in stored.columns],
                 labels_column=labels_name if y is not None else None,

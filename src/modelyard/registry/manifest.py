@@ -15,6 +15,7 @@ from modelyard.types import FlavorSpec, Signature, Task
 MANIFEST_FILE = "modelyard.yaml"
 MODEL_DIR = "model"
 REFERENCE_FILE = "reference.parquet"
+PROFILE_FILE = "reference.profile"
 FORMAT_VERSION = 1
 
 
@@ -39,6 +40,9 @@ class ReferenceInfo(BaseModel):
     columns: list[str]
     labels_column: str | None = None
     sha256: str
+    profile: str | None = Field(
+        None, description="file of the reference's TableProfile (monitoring), if stored"
+    )
 
 
 class PackageManifest(BaseModel):
