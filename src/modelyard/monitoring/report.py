@@ -200,9 +200,14 @@ def build_report(
     keep = [name for name in (roles.target, roles.prediction, *roles.probabilities.values())
             if name]
     sample_rows = max(options.calibration_rows, options.multivariate_rows)
+    # A classifier's labels and predictions are categories, whatever their dtype (0/1 ints).
+    classification = roles.task == "classification" or (roles.task is None
+                                                        and bool(roles.probabilities))
+    labels = {name: CATEGORICAL for name in (roles.target, roles.prediction)
+              if name and classification}
     ref = scan(reference, step="reading reference", chunk_rows=options.chunk_rows,
-               sample_rows=sample_rows, rng=rng, keep=keep, score=score, progress=progress,
-               k=options.k)
+               sample_rows=sample_rows, rng=rng, kinds=labels, keep=keep, score=score,
+               progress=progress, k=options.k)
     cur = scan(current, step="reading current", chunk_rows=options.chunk_rows,
                sample_rows=options.multivariate_rows, rng=rng, kinds=ref.profile.schema,
                keep=keep, score=score, progress=progress, k=options.k)

@@ -127,7 +127,7 @@ def _numeric_skew(
                 return Finding("skew", name, ERROR, _units(name, before, after, factor),
                                factor, "factor 1")
             where = "above" if moved > 0 else "below"
-            message = (f"column {name!r}: serving values sit {abs(moved):.2g} training spreads "
+            message = (f"column {name!r}: serving values sit {abs(moved):.1f} training spreads "
                        f"({measure}) {where} training values (centre {_num(centre_s)} vs "
                        f"{_num(centre_t)}): an offset, a different baseline or encoding?")
             return Finding("skew", name, WARNING, message, moved, f"shift within ±{shift:g}")
