@@ -20,7 +20,7 @@ import getpass
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
@@ -92,6 +92,40 @@ class ServingSettings(BaseModel):
         return self.models.get(name, self.defaults)
 
 
+class NotifierSettings(BaseModel):
+    """Where alert notifications go; each is retried until delivered."""
+
+    webhook_urls: list[str] = Field(default_factory=list, description="POST JSON to each")
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL; alerts go to its v2 API (/api/v2/alerts)"
+    )
+    log: bool = Field(True, description="also write each notification to the server log")
+    timeout_s: float = Field(5.0, gt=0, description="per delivery attempt")
+    max_attempts: int = Field(10, ge=1, description="then the notification is given up")
+
+
+class MonitoringSettings(BaseModel):
+    """Live monitoring of served traffic (DESIGN.md §4 and §5)."""
+
+    enabled: bool = Field(True, description="observe requests into window profiles")
+    window_s: float = Field(60.0, gt=0, description="length of a monitoring window")
+    log_sample_rate: float = Field(
+        1.0, ge=0, le=1, description="share of requests written to the prediction log"
+    )
+    log_sink: Literal["database", "parquet"] = Field(
+        "database", description="the prediction log goes to the store or to Parquet files"
+    )
+    log_retention_days: float = Field(30.0, gt=0, description="older log records are removed")
+    journal_max_bytes: int = Field(
+        256 * 1024 * 1024, gt=0,
+        description="local spool for records the database could not take; full → drop, counted",
+    )
+    alpha: float = Field(0.01, gt=0, lt=1, description="false-alarm rate per feature and window")
+    drift_share: float = Field(0.5, gt=0, le=1, description="share of drifted features = drift")
+    rules_file: Path | None = Field(None, description="alert rules in YAML, added to defaults")
+    notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MODELYARD_",
@@ -111,6 +145,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -16,8 +16,10 @@ def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str
     db.migrate()
     tables = set(inspect(db.engine).get_table_names())
     assert {"models", "model_versions", "aliases", "version_tags", "audit_log"} <= tables
+    assert {"window_profiles", "prediction_log", "feedback", "monitor_results", "alert_rules",
+            "alert_states", "alert_notifications"} <= tables
     with db.read() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     db.dispose()
 
 
@@ -65,3 +67,17 @@ def test_passwords_are_hidden_in_messages() -> None:
     shown = display_url("postgresql+psycopg://bob:s3cret@db.example/x")
     assert "s3cret" not in shown
     assert "bob" in shown
+
+
+def test_the_migrations_create_exactly_the_tables_the_code_declares(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from modelyard.store.tables import metadata
+
+    db = Database(database_url)
+    db.migrate()
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        assert compare_metadata(context, metadata) == []
+    db.dispose()

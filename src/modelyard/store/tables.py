@@ -9,8 +9,11 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -97,4 +100,112 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+
+# --- live monitoring (migration 0002) ---------------------------------------------------------
+
+# One row per (model, version, replica, window start): a worker's window profile of inputs and
+# outputs, and its service statistics (requests, errors, a latency sketch). The monitor merges
+# the replicas' rows of one window.
+window_profiles = Table(
+    "window_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("replica", String(128), nullable=False),
+    Column("window_start", String(32), nullable=False),
+    Column("window_end", String(32), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("profile", LargeBinary, nullable=True),
+    Column("latency", LargeBinary, nullable=True),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("model", "version", "replica", "window_start",
+                     name="uq_window_profiles_model_version_replica_window_start"),
+)
+
+# The durable prediction log: written in batches, sampled at `monitoring.log_sample_rate`.
+prediction_log = Table(
+    "prediction_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Index("ix_prediction_log_request_id", "request_id"),
+    Index("ix_prediction_log_model_version_ts", "model", "version", "ts"),
+)
+
+# Delayed labels, keyed by the request id they judge; posting the same id again is a no-op.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("label", JSON, nullable=False),
+    Column("received_at", String(32), nullable=False),
+)
+
+# The monitor's verdict per model version and window: drift, quality, performance, SLOs.
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("window_start", String(32), nullable=False),
+    Column("window_end", String(32), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    UniqueConstraint("model", "version", "window_start",
+                     name="uq_monitor_results_model_version_window_start"),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+# One row per rule and subject (e.g. "churn:3"): pending → firing → resolved, across restarts.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule", String(128), primary_key=True),
+    Column("subject", String(256), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("pending_since", String(32), nullable=True),
+    Column("firing_since", String(32), nullable=True),
+    Column("resolved_at", String(32), nullable=True),
+    Column("updated_at", String(32), nullable=False),
+)
+
+# An outbox: one row per notification and notifier, retried until delivered.
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("notifier", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", String(32), nullable=False),
+    Column("delivered_at", String(32), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_alert_notifications_delivered_at", "delivered_at"),
 )
