@@ -26,6 +26,7 @@ from modelyard.serving.batching import model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.model import Prepared, ServedModel
+from modelyard.serving.observe import Observation, Observer
 from modelyard.serving.types import (
     InferRequest,
     InferResponse,
@@ -46,11 +47,13 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "generate", "kserve_v1"]
 
 class DataPlane:
     def __init__(
-        self, manager: ModelManager, settings: ServingSettings, metrics: ServingMetrics
+        self, manager: ModelManager, settings: ServingSettings, metrics: ServingMetrics,
+        observer: Observer | None = None,
     ) -> None:
         self.manager = manager
         self.settings = settings
         self.metrics = metrics
+        self.observer = observer
         self.draining = False
         self._in_flight = 0
 
@@ -89,7 +92,9 @@ class DataPlane:
                     "", "", protocol, _outcome(exc), time.perf_counter() - started
                 )
                 raise
-            return await self._observed(slot, protocol, started, self._infer(slot, request))
+            return await self._observed(
+                slot, protocol, started, self._infer(slot, request, started)
+            )
         finally:
             self._in_flight -= 1
 
@@ -101,12 +106,16 @@ class DataPlane:
         try:
             result = await work
         except BaseException as exc:
-            self.metrics.observe_request(*labels, _outcome(exc), time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            outcome = _outcome(exc)
+            self.metrics.observe_request(*labels, outcome, elapsed)
+            if self.observer is not None and outcome in ("error", "timeout", "unavailable"):
+                self.observer.failed(slot.name, slot.version, time.time(), elapsed)
             raise
         self.metrics.observe_request(*labels, "ok", time.perf_counter() - started)
         return result
 
-    async def _infer(self, slot: Slot, request: InferRequest) -> InferResponse:
+    async def _infer(self, slot: Slot, request: InferRequest, started: float) -> InferResponse:
         model = slot.require_ready()
         names = model.check_outputs(request.outputs, slot.config.outputs)
         cache_key = None
@@ -122,7 +131,14 @@ class DataPlane:
         tensors = model.to_tensors(outputs, names)
         if slot.cache is not None and cache_key is not None:
             slot.cache.put(cache_key, tensors)
-        return self._response(model, request, tensors, cache_hit=False if slot.cache else None)
+        response = self._response(model, request, tensors, cache_hit=False if slot.cache else None)
+        if self.observer is not None:
+            self.observer.observe(Observation(
+                model.name, model.version, response.id, time.time(),
+                time.perf_counter() - started, prepared.rows, model.columns, prepared.data,
+                outputs, model.manifest.classes,
+            ))
+        return response
 
     async def _run(
         self, slot: Slot, model: ServedModel, prepared: Prepared, deadline: float | None
@@ -235,10 +251,17 @@ class DataPlane:
             except (TypeError, ValueError):
                 raise InvalidInput("instances must be numbers for this model") from None
             data = to_tensors({spec.name: array}, signature)
+        started = time.perf_counter()
         outputs = await self._observed(
-            slot, "rest_v1", time.perf_counter(),
+            slot, "rest_v1", started,
             self._run(slot, model, Prepared(data, len(instances)), None),
         )
+        if self.observer is not None:
+            self.observer.observe(Observation(
+                model.name, model.version, request_id or request_ids.next(), time.time(),
+                time.perf_counter() - started, len(instances), model.columns, data, outputs,
+                model.manifest.classes,
+            ))
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
         return [_plain(value) for value in main]
 

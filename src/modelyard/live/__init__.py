@@ -1,0 +1,1 @@
+"""Live monitoring: window profiles from served traffic, the prediction log, feedback, alerts."""

@@ -1,0 +1,257 @@
+"""Observations from the data plane → window profiles per model version, off the request path.
+
+:meth:`Collector.observe` is one ``deque.append``; a background thread takes what has queued
+every ``interval_s``, stacks it per model version into one table (inputs, then the outputs as
+``prediction`` and ``proba_<class>`` columns, the names reports use) and updates that version's
+window profile with one chunk. A window is written to the store when it ends, on
+:meth:`Collector.flush`, and on :meth:`Collector.close`; a replica writes the whole of its
+window each time, so a rewrite replaces rather than adds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.windows import WindowProfile, save, window_start
+from modelyard.monitoring._tables import CATEGORICAL, label_of
+from modelyard.monitoring.profile import TableProfile
+from modelyard.monitoring.sketches import NumericSketch
+from modelyard.serving.observe import Observation
+from modelyard.store import Database
+
+log = logging.getLogger("modelyard.monitoring")
+
+PREDICTION = "prediction"
+PROBABILITY_PREFIX = "proba_"
+_MAX_OUTPUT_COLUMNS = 16
+
+
+@dataclass(slots=True)
+class _Failure:
+    model: str
+    version: int
+    at: float
+    latency_s: float
+
+
+def frame_of(observations: list[Observation]) -> pd.DataFrame:
+    """One table of the observations' input rows and outputs (same model version)."""
+    first = observations[0]
+    inputs = _inputs([o.data for o in observations], first)
+    outputs = _outputs([o.outputs for o in observations], first.classes)
+    outputs.index = inputs.index
+    return pd.concat([inputs, outputs], axis=1) if len(outputs.columns) else inputs
+
+
+def _inputs(parts: list[Any], first: Observation) -> pd.DataFrame:
+    if all(isinstance(p, np.ndarray) and p.ndim == 2 for p in parts):
+        matrix = np.vstack(parts)
+        names = first.columns if matrix.shape[1] == len(first.columns) else [
+            f"f{i}" for i in range(matrix.shape[1])
+        ]
+        return pd.DataFrame(matrix, columns=names)
+    if all(isinstance(p, pd.DataFrame) for p in parts):
+        return pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
+    if all(isinstance(p, dict) for p in parts):
+        columns: dict[str, np.ndarray] = {}
+        for name in parts[0]:
+            stacked = np.concatenate([np.asarray(p[name]) for p in parts])
+            flat = stacked.reshape(len(stacked), -1)
+            if flat.shape[1] == 1:
+                columns[name] = flat[:, 0]
+            elif flat.shape[1] == len(first.columns) and len(parts[0]) == 1:
+                columns.update({c: flat[:, i] for i, c in enumerate(first.columns)})
+            elif flat.shape[1] <= _MAX_OUTPUT_COLUMNS:
+                columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
+        return pd.DataFrame(columns)
+    frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=first.columns)
+              for p in parts]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None) -> pd.DataFrame:
+    columns: dict[str, np.ndarray] = {}
+    for name in parts[0]:
+        if not all(name in p for p in parts):
+            continue
+        stacked = np.concatenate([np.asarray(p[name]) for p in parts])
+        flat = stacked.reshape(len(stacked), -1)
+        if name == "predict_proba" and classes and flat.shape[1] == len(classes):
+            columns.update({f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i]
+                            for i, c in enumerate(classes)})
+        elif flat.shape[1] == 1:
+            columns[PREDICTION if name == "predict" else name] = flat[:, 0]
+        elif flat.shape[1] <= _MAX_OUTPUT_COLUMNS:
+            columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
+    return pd.DataFrame(columns)
+
+
+class Collector:
+    """The data plane's :class:`~modelyard.serving.observe.Observer` for live monitoring.
+
+    Parameters
+    ----------
+    database : where window profiles go (``window_profiles``).
+    replica : this process's name in the store (host and pid).
+    window_s : window length; windows are aligned to the epoch.
+    clock : wall-clock time for window boundaries (a fake one in tests).
+    log : called with each batch of observations (the prediction log), off the request path.
+    max_buffer : observations queued before new ones are dropped (counted in ``dropped``).
+    """
+
+    def __init__(
+        self, database: Database, *, replica: str, window_s: float = 60.0,
+        clock: Clock | None = None, log: Callable[[list[Observation]], None] | None = None,
+        interval_s: float = 0.25, max_buffer: int = 200_000,
+    ) -> None:
+        self.database = database
+        self.replica = replica
+        self.window_s = window_s
+        self.clock = clock or SystemClock()
+        self.log = log
+        self.interval_s = interval_s
+        self.max_buffer = max_buffer
+        self.dropped = 0
+        self.observed = 0
+        self._buffer: deque[Observation | _Failure] = deque()
+        self._windows: dict[tuple[str, int], WindowProfile] = {}
+        self._pending: list[WindowProfile] = []  # ended, not stored yet
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def observe(self, observation: Observation) -> None:
+        if len(self._buffer) >= self.max_buffer:
+            self.dropped += 1
+            return
+        self._buffer.append(observation)
+
+    def failed(self, model: str, version: int, at: float, latency_s: float) -> None:
+        if len(self._buffer) < self.max_buffer:
+            self._buffer.append(_Failure(model, version, at, latency_s))
+
+    # -- the background thread -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="modelyard-collector",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.drain()
+                self.flush(ended_only=True)
+            except Exception:  # the server keeps serving; the next round retries
+                log.exception("monitoring: could not update or store window profiles")
+
+    def drain(self) -> int:
+        """Fold everything queued so far into the window profiles; returns observations taken."""
+        taken: list[Observation | _Failure] = []
+        while self._buffer:
+            taken.append(self._buffer.popleft())
+        if not taken:
+            return 0
+        groups: dict[tuple[str, int, float], list[Observation]] = {}
+        latencies: dict[tuple[str, int, float], list[float]] = {}
+        with self._lock:
+            for item in taken:
+                start = window_start(item.at, self.window_s)
+                window = self._window(item.model, item.version, start)
+                window.requests += 1
+                key = (item.model, item.version, start)
+                latencies.setdefault(key, []).append(item.latency_s)
+                if isinstance(item, _Failure):
+                    window.errors += 1
+                else:
+                    window.rows += item.rows
+                    groups.setdefault(key, []).append(item)
+            for (model, version, start), values in latencies.items():
+                window = self._window(model, version, start)
+                window.latency = window.latency or NumericSketch()
+                window.latency.update(np.asarray(values))
+            for (model, version, start), observations in groups.items():
+                self._update(self._window(model, version, start), observations)
+        observed = [item for item in taken if isinstance(item, Observation)]
+        self.observed += len(observed)
+        if self.log is not None and observed:
+            self.log(observed)
+        return len(taken)
+
+    def _window(self, model: str, version: int, start: float) -> WindowProfile:
+        current = self._windows.get((model, version))
+        if current is not None and current.start == start:
+            return current
+        if current is not None and current.start < start:
+            self._pending.append(current)  # ended: stored by the next flush
+        if current is None or current.start < start:
+            current = WindowProfile(model, version, start, start + self.window_s)
+            self._windows[(model, version)] = current
+            return current
+        # a straggler from an earlier window (clock skew between threads): keep it there
+        for pending in self._pending:
+            if (pending.model, pending.version, pending.start) == (model, version, start):
+                return pending
+        late = WindowProfile(model, version, start, start + self.window_s)
+        self._pending.append(late)
+        return late
+
+    def _update(self, window: WindowProfile, observations: list[Observation]) -> None:
+        frame = frame_of(observations)
+        if window.profile is None:
+            kinds = {PREDICTION: CATEGORICAL} if observations[0].classes and (
+                PREDICTION in frame.columns) else {}
+            window.profile = TableProfile(kinds=kinds)
+        try:
+            window.profile.update(frame)
+        except Exception as error:  # e.g. a column changed kind mid-window; keep serving
+            log.warning("monitoring: %s:%s window profile skipped %d rows: %s", window.model,
+                        window.version, len(frame), error)
+
+    def flush(self, ended_only: bool = False) -> int:
+        """Store ended windows (and, unless ``ended_only``, the open ones); returns how many."""
+        now = self.clock.now().timestamp()
+        with self._lock:
+            ended = [w for w in self._pending]
+            self._pending = []
+            for key, window in list(self._windows.items()):
+                if window.end <= now:
+                    ended.append(window)
+                    del self._windows[key]
+            chosen = ended if ended_only else [*ended, *self._windows.values()]
+            snapshot = [_copy(w) for w in chosen]
+        try:
+            save(self.database, self.replica, snapshot)
+        except Exception:
+            with self._lock:  # keep the ended ones for the next round
+                self._pending.extend(w for w in ended)
+            raise
+        return len(snapshot)
+
+    def close(self) -> None:
+        """Stop the thread, fold in what is queued, store every window (SIGTERM path)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.drain()
+        self.flush()
+
+
+def _copy(window: WindowProfile) -> WindowProfile:
+    return WindowProfile(
+        window.model, window.version, window.start, window.end, window.rows, window.requests,
+        window.errors,
+        TableProfile.from_bytes(window.profile.to_bytes()) if window.profile else None,
+        NumericSketch.from_bytes(window.latency.to_bytes()) if window.latency else None,
+    )

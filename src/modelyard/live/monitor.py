@@ -1,0 +1,311 @@
+"""The monitor: at each ended window, compare a model version's live profile with its reference.
+
+For every (model, version) with stored window profiles, each window that has ended and has no
+result yet is judged: drift per feature and of the predictions (thresholds calibrated to the
+window's size on the version's reference, cached per size bucket), the quality rules learned
+from the reference, and the service levels (p99 latency from the window's latency sketch, the
+error rate). The result is stored in ``monitor_results`` — one row per version and window, the
+time series that ``GET /api/v1/models/{m}/monitoring`` and ``modelyard monitor status`` read —
+and handed to the alert evaluator as metric values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from modelyard.api.predictor import Predictor, load
+from modelyard.api.reporting import PREDICTION, PROBABILITY_PREFIX
+from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.windows import WindowProfile, iso, models_with_windows, window_start
+from modelyard.live.windows import load as load_windows
+from modelyard.monitoring._tables import CATEGORICAL, label_of
+from modelyard.monitoring.calibration import (
+    DriftResult,
+    Threshold,
+    calibrate,
+    column_drift,
+    dataset_drift,
+)
+from modelyard.monitoring.drift import default_method
+from modelyard.monitoring.profile import TableProfile, profile_table
+from modelyard.monitoring.quality import QualityRules
+from modelyard.monitoring.sketches import CategoricalSketch, NumericSketch
+from modelyard.settings import MonitoringSettings, Settings
+from modelyard.store import Database
+from modelyard.store.tables import monitor_results
+
+log = logging.getLogger("modelyard.monitoring")
+
+_CALIBRATION_ROWS = 100_000
+_LOOKBACK_S = 7 * 24 * 3600.0
+_MIN_BUCKET = 100
+
+
+def size_bucket(rows: int) -> int:
+    """The calibration size for a window of ``rows`` rows: the power of two at or below it.
+
+    A threshold calibrated for fewer rows is a little larger than needed, so the false-alarm
+    rate stays at or below alpha while a handful of sizes cover every window.
+
+    >>> size_bucket(1000), size_bucket(1024), size_bucket(30)
+    (512, 1024, 100)
+    """
+    return max(_MIN_BUCKET, 1 << (max(rows, 1).bit_length() - 1))
+
+
+@dataclass
+class _Reference:
+    """What the monitor keeps per model version: its reference profile (features and model
+    outputs), a sample of the reference for calibration, quality rules, and thresholds."""
+
+    profile: TableProfile
+    sample: pd.DataFrame
+    features: list[str]
+    outputs: list[str]
+    rules: QualityRules
+    thresholds: dict[tuple[str, int], Threshold] = field(default_factory=dict)
+
+
+class Monitor:
+    """Judges ended windows; see the module docstring.
+
+    ``evaluate_alerts(subject, labels, values)`` is called with each window's metric values
+    (see :func:`metric_values`); ``load_version`` loads a registered version (``api.load``).
+    """
+
+    def __init__(
+        self, database: Database, settings: Settings, *, clock: Clock | None = None,
+        evaluate_alerts: Callable[[str, dict[str, str], dict[str, Any]], None] | None = None,
+        load_version: Callable[[str], Predictor] | None = None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.config: MonitoringSettings = settings.monitoring
+        self.clock = clock or SystemClock()
+        self.evaluate_alerts = evaluate_alerts
+        self.load_version = load_version or (lambda ref: load(ref, settings))
+        self._references: dict[tuple[str, int], _Reference | None] = {}
+
+    def run_once(self) -> list[dict[str, Any]]:
+        """Judge every ended window without a result yet; returns the new results."""
+        now = self.clock.now().timestamp()
+        since = now - _LOOKBACK_S
+        results = []
+        for model, version in models_with_windows(self.database, since):
+            done = self._judged(model, version, since)
+            ended = window_start(now, self.config.window_s)
+            for window in load_windows(self.database, model, version, since, ended):
+                if iso(window.start) in done:
+                    continue
+                result = self.judge(window)
+                self._store(result)
+                results.append(result)
+                if self.evaluate_alerts is not None:
+                    self.evaluate_alerts(f"{model}:{version}",
+                                         {"model": model, "version": str(version)},
+                                         metric_values(result))
+        return results
+
+    def _judged(self, model: str, version: int, since: float) -> set[str]:
+        table = monitor_results
+        query = select(table.c.window_start).where(and_(
+            table.c.model == model, table.c.version == version,
+            table.c.window_start >= iso(since)))
+        with self.database.read() as conn:
+            return {row.window_start for row in conn.execute(query)}
+
+    # -- judging one window ----------------------------------------------------------------
+
+    def judge(self, window: WindowProfile) -> dict[str, Any]:
+        """The verdict on one window (replicas already merged)."""
+        result: dict[str, Any] = {
+            "model": window.model, "version": window.version,
+            "window_start": iso(window.start), "window_end": iso(window.end),
+            "rows": window.rows, "requests": window.requests, "errors": window.errors,
+            "error_rate": window.errors / window.requests if window.requests else 0.0,
+            "latency_p99_s": _p99(window.latency),
+            "columns": [], "dataset_drift": False, "drift_share": 0.0,
+            "prediction_drift": False, "quality": [], "quality_violations": 0,
+        }
+        reference = self._reference(window.model, window.version)
+        if reference is None or window.profile is None or window.rows == 0:
+            result["note"] = ("no reference data for this version" if reference is None
+                              else "no rows in this window")
+            return result
+        columns = []
+        for name in [*reference.features, *reference.outputs]:
+            if name not in window.profile.schema or name not in reference.profile.schema:
+                continue
+            columns.append(self._column(reference, window, name))
+        features = [c for c in columns if c["role"] == "feature" and c["method"]]
+        if features:
+            drifted, share = dataset_drift(
+                [_as_result(c) for c in features], self.config.drift_share
+            )
+            result["dataset_drift"], result["drift_share"] = drifted, share
+        result["prediction_drift"] = any(
+            c["drift_detected"] for c in columns if c["role"] == "prediction"
+        )
+        result["columns"] = columns
+        findings = [f for f in reference.rules.check(window.profile)
+                    if f.column is None or f.column in reference.features]
+        findings = [f for f in findings if f.rule != "row_volume"]
+        result["quality"] = [f.to_dict() for f in findings]
+        result["quality_violations"] = len(findings)
+        return result
+
+    def _column(self, reference: _Reference, window: WindowProfile, name: str) -> dict[str, Any]:
+        assert window.profile is not None
+        mine, theirs = reference.profile[name], window.profile[name]
+        role = "feature" if name in reference.features else (
+            "prediction" if name == PREDICTION else "probability")
+        entry: dict[str, Any] = {"name": name, "kind": mine.kind, "role": role, "method": None,
+                                 "score": None, "threshold": None, "drift_detected": False}
+        if mine.kind != theirs.kind:
+            entry["note"] = f"{mine.kind} in the reference, {theirs.kind} now"
+            return entry
+        if _empty(theirs.sketch) or _empty(mine.sketch):
+            entry["note"] = "no values"
+            return entry
+        threshold = self._threshold(reference, name, mine.kind, window.rows)
+        verdict = column_drift(_summarised(mine.sketch), _summarised(theirs.sketch), threshold)
+        entry.update(method=verdict.method, score=_finite(verdict.score),
+                     threshold=_finite(verdict.threshold),
+                     drift_detected=verdict.drift_detected)
+        return entry
+
+    def _threshold(self, reference: _Reference, name: str, kind: str, rows: int) -> Threshold:
+        bucket = min(size_bucket(rows), 65_536)
+        key = (name, bucket)
+        if key not in reference.thresholds:
+            values = reference.sample[name].to_numpy()
+            if kind == CATEGORICAL:
+                values = np.array([None if _missing(v) else label_of(v) for v in values],
+                                  dtype=object)
+            else:
+                values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+            reference.thresholds[key] = calibrate(
+                values, default_method(kind), bucket, alpha=self.config.alpha, n_boot=200,
+            )
+        return reference.thresholds[key]
+
+    # -- the version's reference -----------------------------------------------------------
+
+    def _reference(self, model: str, version: int) -> _Reference | None:
+        key = (model, version)
+        if key not in self._references:
+            try:
+                self._references[key] = self._load_reference(model, version)
+            except Exception as error:
+                log.warning("monitoring: no reference for %s:%s: %s", model, version, error)
+                self._references[key] = None
+        return self._references[key]
+
+    def _load_reference(self, model: str, version: int) -> _Reference | None:
+        predictor = self.load_version(f"{model}:{version}")
+        info = predictor.manifest.reference
+        if info is None:
+            return None
+        frame = predictor.reference()
+        if len(frame) > _CALIBRATION_ROWS:
+            frame = frame.sample(_CALIBRATION_ROWS, random_state=0).reset_index(drop=True)
+        labels = info.labels_column
+        features = [c for c in frame.columns if c != labels]
+        outputs = reference_outputs(predictor, frame[features])
+        scored = pd.concat([frame[features], outputs], axis=1)
+        kinds = {PREDICTION: CATEGORICAL} if predictor.classes else {}
+        profile = profile_table(scored, kinds=kinds)
+        rules = QualityRules.from_reference(profile_table(frame[features]))
+        return _Reference(profile, scored, features, list(outputs.columns), rules)
+
+    # -- storing ---------------------------------------------------------------------------
+
+    def _store(self, result: dict[str, Any]) -> None:
+        row = {
+            "model": result["model"], "version": result["version"],
+            "window_start": result["window_start"], "window_end": result["window_end"],
+            "rows": result["rows"], "result": result,
+            "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+        }
+        with self.database.write() as conn:
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            statement = insert(monitor_results)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["model", "version", "window_start"],
+                set_={"result": statement.excluded.result, "rows": statement.excluded.rows,
+                      "created_at": statement.excluded.created_at},
+            ), [row])
+
+
+def reference_outputs(predictor: Predictor, features: pd.DataFrame) -> pd.DataFrame:
+    """The version's outputs on its reference, named as live windows name them."""
+    outputs = predictor.run(features)
+    columns: dict[str, Any] = {}
+    main = outputs.get("predict")
+    if main is not None:
+        columns[PREDICTION] = np.asarray(main).reshape(len(features), -1)[:, 0]
+    proba = outputs.get("predict_proba")
+    if proba is not None and predictor.classes:
+        array = np.asarray(proba, dtype=np.float64)
+        for i, label in enumerate(predictor.classes):
+            columns[f"{PROBABILITY_PREFIX}{label_of(label)}"] = array[:, i]
+    return pd.DataFrame(columns, index=features.index)
+
+
+def metric_values(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A window result as the metric values alert rules read (the metric-name contract)."""
+    values: dict[str, Any] = {
+        "dataset_drift": 1.0 if result.get("dataset_drift") else 0.0,
+        "drift_share": float(result.get("drift_share") or 0.0),
+        "prediction_drift": 1.0 if result.get("prediction_drift") else 0.0,
+        "quality_violations": float(result.get("quality_violations") or 0),
+        "error_rate": float(result.get("error_rate") or 0.0),
+        "rows": float(result.get("rows") or 0),
+        "drift_score": {c["name"]: c["score"] for c in result.get("columns", [])
+                        if c.get("role") == "feature" and c.get("score") is not None},
+    }
+    if result.get("latency_p99_s") is not None:
+        values["latency_p99_s"] = float(result["latency_p99_s"])
+    performance = result.get("performance") or {}
+    for key in ("accuracy_realised", "accuracy_estimated", "accuracy_drop"):
+        if performance.get(key) is not None:
+            values[key] = float(performance[key])
+    return values
+
+
+def _p99(sketch: NumericSketch | None) -> float | None:
+    if sketch is None or sketch.n == 0:
+        return None
+    return float(sketch.quantiles([0.99])[0])
+
+
+def _empty(sketch: NumericSketch | CategoricalSketch) -> bool:
+    return sketch.n == 0 if isinstance(sketch, NumericSketch) else not sketch.counts()
+
+
+def _summarised(sketch: NumericSketch | CategoricalSketch) -> Any:
+    return sketch.kll if isinstance(sketch, NumericSketch) else sketch.counts()
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_result(column: Mapping[str, Any]) -> DriftResult:
+    return DriftResult(column["method"], column["score"] or 0.0, column["threshold"] or 0.0,
+                       column["drift_detected"])
+

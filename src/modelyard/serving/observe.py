@@ -1,0 +1,44 @@
+"""What the data plane hands to live monitoring after each answered request: one O(1) call.
+
+The data plane knows only this Protocol; the composition root plugs in
+:class:`modelyard.live.collector.Collector`, which buffers observations and folds them into
+window profiles and the prediction log off the request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Observation:
+    """One answered request: the model's input rows as it saw them and the outputs it gave.
+
+    ``data`` is a 2-D array or a DataFrame with ``columns`` in signature order (tabular
+    models), or a dict of named tensors; ``outputs`` are the computed outputs by name;
+    ``at`` is wall-clock seconds (``time.time()``); ``latency_s`` the time to the answer.
+    """
+
+    model: str
+    version: int
+    request_id: str
+    at: float
+    latency_s: float
+    rows: int
+    columns: list[str]
+    data: Any
+    outputs: dict[str, np.ndarray]
+    classes: list[Any] | None = None
+
+
+class Observer(Protocol):
+    def observe(self, observation: Observation) -> None:
+        """Take one answered request; must return at once and never raise."""
+        ...
+
+    def failed(self, model: str, version: int, at: float, latency_s: float) -> None:
+        """Count one request of this version that ended in an error."""
+        ...

@@ -1,0 +1,148 @@
+"""Window profiles from observed traffic, merged across replicas, judged by the monitor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+import modelyard
+from modelyard.api.workspace import open_database
+from modelyard.live.collector import Collector
+from modelyard.live.monitor import Monitor, metric_values
+from modelyard.live.windows import load
+from modelyard.serving.observe import Observation
+from modelyard.settings import Settings
+from modelyard.store import Database
+
+Data = tuple[pd.DataFrame, pd.Series]
+WINDOW = 60.0
+T0 = 1_800_000_000.0  # a window boundary
+
+
+class FakeClock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.at, UTC)
+
+    def monotonic(self) -> float:
+        return self.at
+
+
+def observe(collector: Collector, model: Pipeline, rows: np.ndarray, at: float,
+            columns: list[str], batch: int = 7) -> None:
+    """Send ``rows`` as requests of ``batch`` rows, as the data plane would hand them over."""
+    for i, start in enumerate(range(0, len(rows), batch)):
+        data = rows[start : start + batch]
+        outputs = {"predict": model.predict(pd.DataFrame(data, columns=columns)),
+                   "predict_proba": model.predict_proba(pd.DataFrame(data, columns=columns))}
+        collector.observe(Observation("cancer", 1, f"r{at}-{i}", at + i * 1e-3, 0.002,
+                                      len(data), columns, data, outputs, [0, 1]))
+
+
+@pytest.fixture
+def served(settings: Settings, cancer: Data, cancer_model: Pipeline) -> Settings:
+    X, y = cancer
+    modelyard.register(cancer_model, "cancer", reference=X, labels=y, settings=settings)
+    return settings
+
+
+def traffic(cancer: Data, seed: int, rows: int, shifted: list[str] | None = None) -> np.ndarray:
+    X, _ = cancer
+    frame = X.sample(rows, replace=True, random_state=seed).reset_index(drop=True)
+    for name in shifted or []:
+        frame[name] = frame[name] * 1.5 + frame[name].std()
+    return frame.to_numpy(np.float64)
+
+
+def test_a_shifted_window_drifts_on_the_shifted_features_and_a_normal_one_does_not(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    X, _ = cancer
+    columns = list(X.columns)
+    database = open_database(served.resolved_database_url, served.store)
+    clock = FakeClock(T0 + 5)
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=clock)
+    shifted = ["mean radius", "mean texture", "worst area"]
+    observe(collector, cancer_model, traffic(cancer, 1, 1500), T0 + 1, columns)
+    observe(collector, cancer_model, traffic(cancer, 2, 1500, shifted), T0 + WINDOW + 1, columns)
+    collector.drain()
+    clock.at = T0 + 2 * WINDOW + 1
+    assert collector.flush(ended_only=True) == 2
+
+    fired: list[tuple[str, dict[str, object]]] = []
+    monitor = Monitor(database, served, clock=clock,
+                      evaluate_alerts=lambda subject, labels, values: fired.append(
+                          (subject, values)))
+    normal, drifted = monitor.run_once()
+    assert (normal["rows"], drifted["rows"]) == (1500, 1500)
+    assert normal["dataset_drift"] is False
+    assert [c["name"] for c in normal["columns"] if c["drift_detected"]] == []
+    found = {c["name"] for c in drifted["columns"] if c["drift_detected"]}
+    assert set(shifted) <= found
+    assert {c["role"] for c in drifted["columns"]} == {"feature", "prediction", "probability"}
+    assert drifted["prediction_drift"] is True
+    assert drifted["latency_p99_s"] == pytest.approx(0.002)
+    assert [subject for subject, _ in fired] == ["cancer:1", "cancer:1"]
+    assert fired[1][1]["drift_score"]["mean radius"] > fired[0][1]["drift_score"]["mean radius"]
+    assert metric_values(drifted)["prediction_drift"] == 1.0
+    assert monitor.run_once() == []  # each window is judged once
+
+
+def test_replicas_merge_into_the_profile_of_all_their_requests(
+    served: Settings, cancer: Data, cancer_model: Pipeline, tmp_path: Path
+) -> None:
+    X, _ = cancer
+    columns = list(X.columns)
+    alone = Database(f"sqlite:///{tmp_path / 'alone.db'}")
+    alone.migrate()
+    clock = FakeClock(T0 + 5)
+    rows = traffic(cancer, 3, 2000)
+    one = Collector(alone, replica="solo", window_s=WINDOW, clock=clock)
+    observe(one, cancer_model, rows, T0 + 1, columns)
+    one.close()
+    whole = load(alone, "cancer", 1)[0].profile
+    assert whole is not None
+
+    other = open_database(served.resolved_database_url, served.store)
+    a = Collector(other, replica="a", window_s=WINDOW, clock=clock)
+    b = Collector(other, replica="b", window_s=WINDOW, clock=clock)
+    observe(a, cancer_model, rows[:1100], T0 + 1, columns)
+    observe(b, cancer_model, rows[1100:], T0 + 2, columns)
+    a.close()
+    b.close()
+    [merged] = load(other, "cancer", 1)
+    assert merged.rows == 2000
+    assert merged.requests == (1100 + 6) // 7 + (900 + 6) // 7
+    assert merged.profile is not None
+    mine, theirs = merged.profile.result(), whole.result()
+    for name in ("mean radius", "worst area", "proba_1"):
+        assert mine[name].count == theirs[name].count == 2000
+        assert mine[name].mean == pytest.approx(theirs[name].mean)
+        assert mine[name].max == theirs[name].max
+    assert mine["prediction"].counts == theirs["prediction"].counts
+
+
+def test_failures_count_as_errors_and_the_window_survives_a_restart(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    X, _ = cancer
+    database = open_database(served.resolved_database_url, served.store)
+    clock = FakeClock(T0 + 5)
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=clock)
+    observe(collector, cancer_model, traffic(cancer, 4, 70), T0 + 1, list(X.columns))
+    for _ in range(10):
+        collector.failed("cancer", 1, T0 + 2, 0.5)
+    collector.close()
+    [window] = load(database, "cancer", 1)
+    assert (window.requests, window.errors, window.rows) == (20, 10, 70)
+    clock.at = T0 + WINDOW + 1
+    [result] = Monitor(database, served, clock=clock).run_once()
+    assert result["error_rate"] == pytest.approx(0.5)
+    assert result["latency_p99_s"] == pytest.approx(0.5)
