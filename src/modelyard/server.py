@@ -72,22 +72,30 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
 
 def _child(settings_json: str, speaks: bool) -> None:
     settings = Settings.model_validate_json(settings_json)
-    _run(settings, print if speaks else (lambda _text: None))
+    _run(settings, print if speaks else (lambda _text: None), primary=speaks)
 
 
-def _run(settings: Settings, announce: Callable[[str], None]) -> None:
+def _run(settings: Settings, announce: Callable[[str], None], primary: bool = True) -> None:
     import uvloop  # a dependency: uvicorn[standard]
 
-    uvloop.run(_main(settings, announce))
+    uvloop.run(_main(settings, announce, primary))
 
 
-async def _main(settings: Settings, announce: Callable[[str], None]) -> None:
+async def _main(settings: Settings, announce: Callable[[str], None], primary: bool) -> None:
     config = settings.serving
     pool = InferencePool(config.inference_threads)
     loop = asyncio.get_running_loop()
     dataplane = await loop.run_in_executor(
         None, build_dataplane, open_registry(settings), config, pool
     )
+    live = None
+    if settings.monitoring.enabled:
+        from modelyard.live.service import LiveMonitoring
+
+        live = LiveMonitoring(settings, dataplane.metrics, run_monitor=primary,
+                              replica=f"{socket.gethostname()}-{os.getpid()}")
+        live.attach(dataplane)
+        live.start()
     # Everything loaded so far (libraries, models) lives as long as the process: keep it out of
     # the cyclic GC's scans, whose full passes otherwise stall requests for tens of ms.
     gc.collect()
@@ -125,6 +133,8 @@ async def _main(settings: Settings, announce: Callable[[str], None]) -> None:
             announce(f"  {slot.key} is {slot.state.lower()}: {slot.reason}")
     await _wait(stop, rest_task)
     await _shutdown(dataplane, rest, rest_task, grpc_server, config.drain_timeout_s)
+    if live is not None:
+        await loop.run_in_executor(None, live.close)
     pool.shutdown()
 
 

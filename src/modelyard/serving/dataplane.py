@@ -26,7 +26,7 @@ from modelyard.serving.batching import model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.model import Prepared, ServedModel
-from modelyard.serving.observe import Observation, Observer
+from modelyard.serving.observe import FeedbackSink, MonitoringHistory, Observation, Observer
 from modelyard.serving.types import (
     InferRequest,
     InferResponse,
@@ -54,6 +54,8 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self.observer = observer
+        self.feedback_sink: FeedbackSink | None = None
+        self.history: MonitoringHistory | None = None
         self.draining = False
         self._in_flight = 0
 
@@ -268,6 +270,26 @@ class DataPlane:
     def status_v1(self, name: str) -> dict[str, Any]:
         slot = self.manager.resolve(name)
         return {"name": slot.name, "version": str(slot.version), "ready": slot.state == READY}
+
+    # -- live monitoring -----------------------------------------------------------------
+
+    async def feedback(self, items: Any) -> Any:
+        """Delayed labels ``[{"id": request id, "label": ...}]`` for earlier predictions."""
+        if self.feedback_sink is None:
+            raise Unavailable("feedback needs live monitoring (monitoring.enabled = true)")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.feedback_sink.ingest, items)
+
+    async def monitoring(self, name: str, since: str | None) -> list[dict[str, Any]]:
+        """The monitor's window results for model ``name`` (every version), oldest first."""
+        if self.history is None:
+            raise Unavailable("monitoring results need live monitoring (monitoring.enabled)")
+        history = self.history
+        model = name.split("@", 1)[0]
+        if not self.manager.versions(model):
+            raise NotFound(f"no model named {model!r} is served")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, history.results, model, since)
 
     # -- model repository extension ------------------------------------------------------
 

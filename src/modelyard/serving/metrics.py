@@ -73,6 +73,30 @@ class ServingMetrics:
             "modelyard_cache_hits_total", "Responses served from the cache.",
             ["model", "version"], registry=r,
         )
+        self.monitor_value = Gauge(
+            "modelyard_monitor_value",
+            "The monitor's latest window per model version: dataset_drift (0/1), drift_share, "
+            "prediction_drift (0/1), quality_violations, error_rate, latency_p99_s, rows, "
+            "accuracy_realised, accuracy_estimated, accuracy_drop.",
+            ["model", "version", "metric"], registry=r,
+        )
+        self.monitor_drift_score = Gauge(
+            "modelyard_monitor_drift_score",
+            "Drift score of each feature in the monitor's latest window (its threshold is "
+            "modelyard_monitor_drift_threshold).",
+            ["model", "version", "feature"], registry=r,
+        )
+        self.monitor_drift_threshold = Gauge(
+            "modelyard_monitor_drift_threshold",
+            "The calibrated drift threshold of each feature in the latest window.",
+            ["model", "version", "feature"], registry=r,
+        )
+        self.monitoring_records = Counter(
+            "modelyard_monitoring_records_total",
+            "Observed requests by fate: observed, dropped (buffer full), logged, spooled "
+            "(database unavailable), log_dropped (journal full).",
+            ["fate"], registry=r,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -101,6 +125,23 @@ class ServingMetrics:
 
     def cache_hit(self, model: str, version: str) -> None:
         self._child(self.cache_hits, model, version).inc()
+
+    def set_monitoring(self, results: list[dict[str, Any]], values: Any) -> None:
+        """Publish the monitor's latest window per model version; ``values(result)`` gives
+        the scalar metrics (``live.monitor.metric_values``)."""
+        for result in results:
+            model, version = str(result["model"]), str(result["version"])
+            for metric, value in values(result).items():
+                if isinstance(value, int | float):
+                    self.monitor_value.labels(model, version, metric).set(float(value))
+            for column in result.get("columns", []):
+                if column.get("role") != "feature" or column.get("score") is None:
+                    continue
+                self.monitor_drift_score.labels(model, version, column["name"]).set(
+                    column["score"])
+                if column.get("threshold") is not None:
+                    self.monitor_drift_threshold.labels(model, version, column["name"]).set(
+                        column["threshold"])
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

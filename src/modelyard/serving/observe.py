@@ -42,3 +42,15 @@ class Observer(Protocol):
     def failed(self, model: str, version: int, at: float, latency_s: float) -> None:
         """Count one request of this version that ended in an error."""
         ...
+
+
+class FeedbackSink(Protocol):
+    def ingest(self, items: Any) -> Any:
+        """Store delayed labels ``[{"id": ..., "label": ...}]``; returns what was accepted."""
+        ...
+
+
+class MonitoringHistory(Protocol):
+    def results(self, model: str, since: str | None) -> list[dict[str, Any]]:
+        """The monitor's stored window results of ``model``, oldest first."""
+        ...

@@ -9,13 +9,16 @@ Routes (Open Inference Protocol, Triton's repository extension, KServe V1, metri
     POST /v2/models/{m}[/versions/{v}]/infer    POST /v2/models/{m}[/versions/{v}]/generate_stream
     POST /v2/repository/index                   POST /v2/repository/models/{m}/load|unload
     POST /v1/models/{m}:predict                 GET  /v1/models/{m}
+    POST /v1/feedback                           GET  /api/v1/models/{m}/monitoring?since=24h
     GET  /metrics
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -70,6 +73,16 @@ class RestApp:
             await self._v2(method, parts[1:], receive, send, headers, request_id)
         elif head == "v1" and len(parts) == 3 and parts[1] == "models":
             await self._v1(method, parts[2], receive, send, headers, request_id)
+        elif parts == ["v1", "feedback"] and method == "POST":
+            payload = _json(await _read_body(receive, headers, self.max_body))
+            result = await self.dataplane.feedback(payload)
+            await _respond(send, 200, codec.dumps(_plain(result)), request_id)
+        elif (head == "api" and len(parts) == 5 and parts[1:3] == ["v1", "models"]
+              and parts[4] == "monitoring" and method == "GET"):
+            since = _query(scope).get("since")
+            windows = await self.dataplane.monitoring(parts[3], since)
+            body = {"model": parts[3], "since": since, "windows": windows}
+            await _respond(send, 200, codec.dumps(body), request_id)
         elif parts == ["metrics"] and method == "GET":
             await _respond(
                 send, 200, self.dataplane.metrics.exposition(), request_id,
@@ -197,12 +210,35 @@ class RestApp:
                 raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
             if not isinstance(payload, dict) or "instances" not in payload:
                 raise InvalidInput('expected a JSON object {"instances": [...]}')
-            predictions = await dp.predict_v1(target[: -len(":predict")], payload["instances"])
+            predictions = await dp.predict_v1(
+                target[: -len(":predict")], payload["instances"], request_id
+            )
             return await _respond(send, 200, codec.dumps({"predictions": predictions}),
                                   request_id)
         if method == "GET" and ":" not in target:
             return await _respond(send, 200, codec.dumps(dp.status_v1(target)), request_id)
         raise NotFound(f"no route {method} /v1/models/{target}")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def _plain(result: Any) -> Any:
+    """A dataclass or an object with ``to_dict`` as plain JSON-ready data."""
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
 
 
 class _Headers:

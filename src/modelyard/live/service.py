@@ -1,0 +1,79 @@
+"""Live monitoring inside one server process: wiring the collector, the monitor and gauges.
+
+Every worker process observes its own traffic (the collector) and refreshes its gauges from
+the stored results, so any worker's ``/metrics`` shows the monitor's latest verdicts; only the
+primary process (or ``modelyard monitor run``) runs the monitor itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from modelyard.api.workspace import open_database
+from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.collector import Collector
+from modelyard.live.history import History
+from modelyard.live.monitor import Monitor, metric_values
+from modelyard.serving.dataplane import DataPlane
+from modelyard.serving.metrics import ServingMetrics
+from modelyard.settings import Settings
+
+log = logging.getLogger("modelyard.monitoring")
+
+
+class LiveMonitoring:
+    """Observe a data plane's traffic into window profiles and judge the windows."""
+
+    def __init__(
+        self, settings: Settings, metrics: ServingMetrics, *, replica: str,
+        run_monitor: bool = True, clock: Clock | None = None,
+    ) -> None:
+        config = settings.monitoring
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock or SystemClock()
+        self.database = open_database(settings.resolved_database_url, settings.store)
+        self.collector = Collector(self.database, replica=replica, window_s=config.window_s,
+                                   clock=self.clock)
+        self.history = History(self.database, self.clock)
+        self.monitor = Monitor(self.database, settings, clock=self.clock) if run_monitor else None
+        self.tick_s = min(max(config.window_s / 4, 0.5), 15.0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def attach(self, dataplane: DataPlane) -> None:
+        dataplane.observer = self.collector
+        dataplane.history = self.history
+
+    def start(self) -> None:
+        self.collector.start()
+        self._thread = threading.Thread(target=self._loop, name="modelyard-monitor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.tick()
+
+    def tick(self) -> None:
+        """Judge ended windows (primary only) and refresh the gauges; never raises."""
+        try:
+            if self.monitor is not None:
+                self.monitor.run_once()
+            self.metrics.set_monitoring(self.history.latest(), metric_values)
+        except Exception:
+            log.exception("monitoring: the monitor round failed; retrying next tick")
+
+    def close(self) -> None:
+        """Stop, and store every open window (the SIGTERM path)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            self.collector.close()
+        except Exception:
+            log.exception("monitoring: could not store the last window profiles")
+
+    def status(self) -> dict[str, Any]:
+        return {"observed": self.collector.observed, "dropped": self.collector.dropped}
