@@ -1,0 +1,54 @@
+"""``modelyard monitor``: the monitor run on its own, and the status table users read."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from typer.testing import CliRunner
+
+import modelyard
+from modelyard.api.workspace import open_database
+from modelyard.cli import app
+from modelyard.live.collector import Collector
+from modelyard.settings import Settings
+
+from ..live.test_monitor import WINDOW, FakeClock, observe, traffic
+
+Data = tuple[pd.DataFrame, pd.Series]
+
+
+def test_monitor_run_judges_stored_windows_and_status_shows_them(
+    tmp_path: Path, cancer: Data, cancer_model: Pipeline
+) -> None:
+    X, y = cancer
+    home = tmp_path / "home"
+    settings = Settings(home=home)
+    modelyard.register(cancer_model, "cancer", reference=X, labels=y, settings=settings)
+    database = open_database(settings.resolved_database_url, settings.store)
+    start = (time.time() // WINDOW - 3) * WINDOW  # three windows ago: ended, within --since
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(start + 1))
+    shifted = ["mean radius", "worst area"]
+    observe(collector, cancer_model, traffic(cancer, 5, 800, shifted), start + 1, list(X.columns))
+    collector.close()
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["--home", str(home), "monitor", "run", "--once"])
+    assert result.exit_code == 0, result.stderr
+    assert "cancer:1" in result.stdout
+    assert "drift in mean radius" in result.stdout
+    result = runner.invoke(app, ["--home", str(home), "monitor", "status", "cancer", "--json"])
+    assert result.exit_code == 0, result.stderr
+    [window] = json.loads(result.stdout)["windows"]
+    assert window["rows"] == 800
+    assert set(shifted) <= {c["name"] for c in window["columns"] if c["drift_detected"]}
+    result = runner.invoke(app, ["--home", str(home), "monitor", "status"])
+    assert result.exit_code == 0
+    assert "cancer:1" in result.stdout
+    assert "mean radius" in result.stdout
+    result = runner.invoke(app, ["--home", str(home), "monitor", "status", "nobody"])
+    assert result.exit_code == 1
+    assert "nobody" in result.stderr
