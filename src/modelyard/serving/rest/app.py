@@ -10,7 +10,7 @@ Routes (Open Inference Protocol, Triton's repository extension, KServe V1, metri
     POST /v2/repository/index                   POST /v2/repository/models/{m}/load|unload
     POST /v1/models/{m}:predict                 GET  /v1/models/{m}
     POST /v1/feedback                           GET  /api/v1/models/{m}/monitoring?since=24h
-    GET  /metrics
+    GET  /metrics                                GET  /openapi.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import msgspec
 from modelyard.errors import InvalidInput, NotFound, PayloadTooLarge
 from modelyard.serving.dataplane import DataPlane
 from modelyard.serving.metrics import CONTENT_TYPE
-from modelyard.serving.rest import codec
+from modelyard.serving.rest import codec, openapi
 from modelyard.serving.rest.errors import status_of
 from modelyard.serving.types import InferRequest, request_ids
 
@@ -47,6 +47,7 @@ class RestApp:
         self.dataplane = dataplane
         self.max_body = dataplane.settings.max_body_bytes
         self.max_elements = dataplane.settings.max_tensor_elements
+        self._openapi = codec.dumps(openapi.document(dataplane.server_metadata()["version"]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,6 +84,8 @@ class RestApp:
             windows = await self.dataplane.monitoring(parts[3], since)
             body = {"model": parts[3], "since": since, "windows": windows}
             await _respond(send, 200, codec.dumps(body), request_id)
+        elif parts == ["openapi.json"] and method == "GET":
+            await _respond(send, 200, self._openapi, request_id)
         elif parts == ["metrics"] and method == "GET":
             await _respond(
                 send, 200, self.dataplane.metrics.exposition(), request_id,
