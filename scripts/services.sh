@@ -44,6 +44,9 @@ ensure_redis() {
 ensure_tools() {
   # promtool (Debian's prometheus package) checks our /metrics output in the tests.
   command -v promtool >/dev/null || { echo "services: installing promtool"; apt_install prometheus; }
+  # Alertmanager receives the alerts the tests raise (its v2 API).
+  command -v prometheus-alertmanager >/dev/null || {
+    echo "services: installing Alertmanager"; apt_install prometheus-alertmanager; }
 }
 
 ensure_postgres

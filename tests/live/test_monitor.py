@@ -78,7 +78,7 @@ def test_a_shifted_window_drifts_on_the_shifted_features_and_a_normal_one_does_n
 
     fired: list[tuple[str, dict[str, object]]] = []
     monitor = Monitor(database, served, clock=clock,
-                      evaluate_alerts=lambda subject, labels, values: fired.append(
+                      evaluate_alerts=lambda subject, labels, values, at: fired.append(
                           (subject, values)))
     normal, drifted = monitor.run_once()
     assert (normal["rows"], drifted["rows"]) == (1500, 1500)

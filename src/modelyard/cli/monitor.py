@@ -120,21 +120,25 @@ def run(
     """Run the monitor alone, for a fleet of replicas serving with `monitoring.enabled`."""
     from modelyard.api.workspace import open_database
     from modelyard.live.monitor import Monitor
+    from modelyard.live.notifiers import Alerting
 
     config = settings(ctx)
     if interval_s < 0:
         raise InvalidInput(f"--interval must be positive, not {interval_s}")
-    monitor = Monitor(open_database(config.resolved_database_url, config.store), config)
+    database = open_database(config.resolved_database_url, config.store)
+    alerting = Alerting.from_settings(database, config.monitoring)
+    monitor = Monitor(database, config, evaluate_alerts=alerting.evaluator.evaluate)
     pause = interval_s or min(max(config.monitoring.window_s / 4, 0.5), 15.0)
     try:
-        _rounds(monitor, once, pause)
+        _rounds(monitor, alerting.outbox, once, pause)
     except KeyboardInterrupt:
         console.print("monitor stopped")
 
 
-def _rounds(monitor: Any, once: bool, pause: float) -> None:
+def _rounds(monitor: Any, outbox: Any, once: bool, pause: float) -> None:
     while True:
         results = monitor.run_once()
+        outbox.run_once()
         for result in results:
             drifted = [c["name"] for c in result.get("columns", []) if c.get("drift_detected")]
             console.print(

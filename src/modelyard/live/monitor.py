@@ -79,13 +79,14 @@ class _Reference:
 class Monitor:
     """Judges ended windows; see the module docstring.
 
-    ``evaluate_alerts(subject, labels, values)`` is called with each window's metric values
-    (see :func:`metric_values`); ``load_version`` loads a registered version (``api.load``).
+    ``evaluate_alerts(subject, labels, values, at)`` is called with each window's metric values
+    (see :func:`metric_values`) and its end; ``load_version`` loads a registered version (``api.load``).
     """
 
     def __init__(
         self, database: Database, settings: Settings, *, clock: Clock | None = None,
-        evaluate_alerts: Callable[[str, dict[str, str], dict[str, Any]], None] | None = None,
+        evaluate_alerts: Callable[[str, dict[str, str], dict[str, Any], datetime], Any]
+        | None = None,
         load_version: Callable[[str], Predictor] | None = None,
     ) -> None:
         self.database = database
@@ -108,12 +109,14 @@ class Monitor:
                 if iso(window.start) in done:
                     continue
                 result = self.judge(window)
-                self._store(result)
-                results.append(result)
                 if self.evaluate_alerts is not None:
+                    # before storing: a failed evaluation leaves the window to the next round
                     self.evaluate_alerts(f"{model}:{version}",
                                          {"model": model, "version": str(version)},
-                                         metric_values(result))
+                                         metric_values(result),
+                                         datetime.fromtimestamp(window.end, UTC))
+                self._store(result)
+                results.append(result)
         return results
 
     def _judged(self, model: str, version: int, since: float) -> set[str]:

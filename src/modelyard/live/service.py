@@ -16,6 +16,7 @@ from modelyard.live._clock import Clock, SystemClock
 from modelyard.live.collector import Collector
 from modelyard.live.history import History
 from modelyard.live.monitor import Monitor, metric_values
+from modelyard.live.notifiers import Alerting
 from modelyard.serving.dataplane import DataPlane
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.settings import Settings
@@ -38,7 +39,11 @@ class LiveMonitoring:
         self.collector = Collector(self.database, replica=replica, window_s=config.window_s,
                                    clock=self.clock)
         self.history = History(self.database, self.clock)
-        self.monitor = Monitor(self.database, settings, clock=self.clock) if run_monitor else None
+        self.alerting = Alerting.from_settings(self.database, config, self.clock)
+        self.monitor = Monitor(
+            self.database, settings, clock=self.clock,
+            evaluate_alerts=self.alerting.evaluator.evaluate,
+        ) if run_monitor else None
         self.tick_s = min(max(config.window_s / 4, 0.5), 15.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -49,6 +54,8 @@ class LiveMonitoring:
 
     def start(self) -> None:
         self.collector.start()
+        if self.monitor is not None:
+            self.alerting.outbox.start()
         self._thread = threading.Thread(target=self._loop, name="modelyard-monitor", daemon=True)
         self._thread.start()
 
@@ -70,6 +77,8 @@ class LiveMonitoring:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self.monitor is not None:
+            self.alerting.outbox.close()
         try:
             self.collector.close()
         except Exception:
