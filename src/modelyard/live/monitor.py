@@ -79,8 +79,9 @@ class _Reference:
 class Monitor:
     """Judges ended windows; see the module docstring.
 
-    ``evaluate_alerts(subject, labels, values, at)`` is called with each window's metric values
-    (see :func:`metric_values`) and its end; ``load_version`` loads a registered version (``api.load``).
+    ``evaluate_alerts(subject, labels, values, at)`` is called with each window's metric
+    values (see :func:`metric_values`) and its end; ``load_version`` loads a registered
+    version (``api.load``).
     """
 
     def __init__(
