@@ -21,6 +21,10 @@ MODULES = [
     "modelyard.monitoring.multivariate",
     "modelyard.monitoring.quality",
     "modelyard.monitoring.skew",
+    "modelyard.live.alerts", "modelyard.live.notifiers", "modelyard.live.prometheus_rules",
+    "modelyard.live.journal",
+    "modelyard.live.predlog",
+    "modelyard.live.feedback",
     "modelyard",
 ]
 

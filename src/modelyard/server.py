@@ -49,7 +49,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         return
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_child, args=(settings.model_dump_json(), i == 0), daemon=False)
+        context.Process(target=_child, args=(settings.model_dump_json(), i), daemon=False)
         for i in range(workers)
     ]
     for child in children:
@@ -70,18 +70,18 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         raise SystemExit(f"a server worker exited with code {next(c for c in codes if c)}")
 
 
-def _child(settings_json: str, speaks: bool) -> None:
+def _child(settings_json: str, worker: int) -> None:
     settings = Settings.model_validate_json(settings_json)
-    _run(settings, print if speaks else (lambda _text: None), primary=speaks)
+    _run(settings, print if worker == 0 else (lambda _text: None), worker)
 
 
-def _run(settings: Settings, announce: Callable[[str], None], primary: bool = True) -> None:
+def _run(settings: Settings, announce: Callable[[str], None], worker: int = 0) -> None:
     import uvloop  # a dependency: uvicorn[standard]
 
-    uvloop.run(_main(settings, announce, primary))
+    uvloop.run(_main(settings, announce, worker))
 
 
-async def _main(settings: Settings, announce: Callable[[str], None], primary: bool) -> None:
+async def _main(settings: Settings, announce: Callable[[str], None], worker: int) -> None:
     config = settings.serving
     pool = InferencePool(config.inference_threads)
     loop = asyncio.get_running_loop()
@@ -92,8 +92,8 @@ async def _main(settings: Settings, announce: Callable[[str], None], primary: bo
     if settings.monitoring.enabled:
         from modelyard.live.service import LiveMonitoring
 
-        live = LiveMonitoring(settings, dataplane.metrics, run_monitor=primary,
-                              replica=f"{socket.gethostname()}-{os.getpid()}")
+        live = LiveMonitoring(settings, dataplane.metrics, run_monitor=worker == 0,
+                              worker=worker, replica=f"{socket.gethostname()}-{os.getpid()}")
         live.attach(dataplane)
         live.start()
     # Everything loaded so far (libraries, models) lives as long as the process: keep it out of

@@ -52,3 +52,23 @@ def test_monitor_run_judges_stored_windows_and_status_shows_them(
     result = runner.invoke(app, ["--home", str(home), "monitor", "status", "nobody"])
     assert result.exit_code == 1
     assert "nobody" in result.stderr
+
+
+def test_feedback_from_a_file_is_idempotent_and_names_bad_columns(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request": ["a1", "a2", "a3"], "churned": [1, 0, 1]}).to_csv(labels,
+                                                                              index=False)
+    runner = CliRunner()
+    args = ["--home", str(home), "feedback", str(labels), "--id-column", "request",
+            "--label-column", "churned"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    first = json.loads(result.stdout)
+    assert (first["accepted"], first["duplicates"]) == (3, 0)
+    assert sorted(first["unknown_ids"]) == ["a1", "a2", "a3"]  # no logged prediction yet
+    again = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert (again["accepted"], again["duplicates"]) == (0, 3)
+    result = runner.invoke(app, ["--home", str(home), "feedback", str(labels)])
+    assert result.exit_code == 1
+    assert "no column 'id'" in result.stderr

@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 import modelyard
 from modelyard.api.workspace import open_database
 from modelyard.live.collector import Collector
+from modelyard.live.history import History
 from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.windows import load
 from modelyard.serving.observe import Observation
@@ -146,3 +147,51 @@ def test_failures_count_as_errors_and_the_window_survives_a_restart(
     [result] = Monitor(database, served, clock=clock).run_once()
     assert result["error_rate"] == pytest.approx(0.5)
     assert result["latency_p99_s"] == pytest.approx(0.5)
+
+
+def test_delayed_labels_give_each_window_its_realised_accuracy(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    from modelyard.live.feedback import FeedbackStore
+    from modelyard.live.predlog import PredictionLog, PredictionRecord
+
+    X, y = cancer
+    columns = list(X.columns)
+    database = open_database(served.resolved_database_url, served.store)
+    clock = FakeClock(T0 + 5)
+    predictions = PredictionLog(database, clock=clock)
+    observations: list[Observation] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=clock,
+                          log=observations.extend)
+    rng = np.random.default_rng(6)
+    picked = rng.choice(len(X), 400)
+    rows = X.to_numpy(np.float64)[picked]
+    observe(collector, cancer_model, rows, T0 + 1, columns, batch=1)
+    collector.close()
+    for observation in observations:
+        predictions.submit(PredictionRecord.of(observation))
+    predictions.flush()
+
+    feedback = FeedbackStore(database, clock=clock)
+    clock.at = T0 + WINDOW + 1
+    monitor = Monitor(database, served, clock=clock, feedback=feedback, predictions=predictions)
+    [result] = monitor.run_once()
+    performance = result["performance"]
+    truth = float((cancer_model.predict(X.iloc[picked]) == y.iloc[picked]).mean())
+    assert performance["labels"] == 0  # no label has arrived yet
+    assert abs(performance["accuracy_estimated"] - truth) < 0.05
+    assert "accuracy_realised" not in performance
+
+    labels = [{"id": o.request_id, "label": int(y.iloc[picked[i]])}
+              for i, o in enumerate(observations)]
+    assert feedback.ingest(labels[:300]).accepted == 300
+    clock.at = T0 + 3 * 3600  # hours later
+    assert monitor.run_once() == []  # no new window; the old one is refreshed in place
+    [stored] = History(database, clock).results("cancer", since="1d")
+    done = stored["performance"]
+    first = float((cancer_model.predict(X.iloc[picked[:300]]) == y.iloc[picked[:300]]).mean())
+    assert done["labels"] == 300
+    assert done["accuracy_realised"] == pytest.approx(first)
+    assert done["accuracy_drop"] == pytest.approx(
+        modelyard.load("cancer", settings=served).manifest.provenance.metrics["accuracy"] - first
+    )

@@ -15,7 +15,18 @@ from typer._click.core import Context as ClickContext
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
-from modelyard.cli import alerts, alias, audit, demo, models, monitor, register, report, serve
+from modelyard.cli import (
+    alerts,
+    alias,
+    audit,
+    demo,
+    feedback,
+    models,
+    monitor,
+    register,
+    report,
+    serve,
+)
 from modelyard.cli._common import err_console
 from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
@@ -80,6 +91,7 @@ app.add_typer(audit.app, name="audit")
 app.command("report")(report.report)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
+app.command("feedback")(feedback.feedback)
 
 
 def main() -> None:

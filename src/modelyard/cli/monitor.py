@@ -119,15 +119,24 @@ def run(
 ) -> None:
     """Run the monitor alone, for a fleet of replicas serving with `monitoring.enabled`."""
     from modelyard.api.workspace import open_database
+    from modelyard.live.feedback import FeedbackStore
     from modelyard.live.monitor import Monitor
     from modelyard.live.notifiers import Alerting
+    from modelyard.live.predlog import PredictionLog
 
     config = settings(ctx)
     if interval_s < 0:
         raise InvalidInput(f"--interval must be positive, not {interval_s}")
     database = open_database(config.resolved_database_url, config.store)
     alerting = Alerting.from_settings(database, config.monitoring)
-    monitor = Monitor(database, config, evaluate_alerts=alerting.evaluator.evaluate)
+    sink: Any = database if config.monitoring.log_sink == "database" else (
+        f"{config.resolved_artifacts_uri.rstrip('/')}/prediction-log")
+    predictions = PredictionLog(sink)
+    monitor = Monitor(database, config, evaluate_alerts=alerting.evaluator.evaluate,
+                      feedback=FeedbackStore(database, predictions=predictions
+                                             if config.monitoring.log_sink == "parquet"
+                                             else None),
+                      predictions=predictions)
     pause = interval_s or min(max(config.monitoring.window_s / 4, 0.5), 15.0)
     try:
         _rounds(monitor, alerting.outbox, once, pause)

@@ -25,7 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.api.predictor import Predictor, load
 from modelyard.api.reporting import PREDICTION, PROBABILITY_PREFIX
+from modelyard.errors import InvalidInput
 from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.feedback import FeedbackStore
+from modelyard.live.predlog import PredictionLog
 from modelyard.live.windows import WindowProfile, iso, models_with_windows, window_start
 from modelyard.live.windows import load as load_windows
 from modelyard.monitoring._tables import CATEGORICAL, label_of
@@ -36,7 +39,9 @@ from modelyard.monitoring.calibration import (
     column_drift,
     dataset_drift,
 )
+from modelyard.monitoring.cbpe import CBPE
 from modelyard.monitoring.drift import default_method
+from modelyard.monitoring.performance import classification_metrics, regression_metrics
 from modelyard.monitoring.profile import TableProfile, profile_table
 from modelyard.monitoring.quality import QualityRules
 from modelyard.monitoring.sketches import CategoricalSketch, NumericSketch
@@ -73,6 +78,10 @@ class _Reference:
     features: list[str]
     outputs: list[str]
     rules: QualityRules
+    task: str = "other"
+    classes: list[Any] = field(default_factory=list)
+    cbpe: CBPE | None = None
+    baseline_accuracy: float | None = None
     thresholds: dict[tuple[str, int], Threshold] = field(default_factory=dict)
 
 
@@ -89,6 +98,7 @@ class Monitor:
         evaluate_alerts: Callable[[str, dict[str, str], dict[str, Any], datetime], Any]
         | None = None,
         load_version: Callable[[str], Predictor] | None = None,
+        feedback: FeedbackStore | None = None, predictions: PredictionLog | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -96,6 +106,8 @@ class Monitor:
         self.clock = clock or SystemClock()
         self.evaluate_alerts = evaluate_alerts
         self.load_version = load_version or (lambda ref: load(ref, settings))
+        self.feedback = feedback
+        self.predictions = predictions
         self._references: dict[tuple[str, int], _Reference | None] = {}
 
     def run_once(self) -> list[dict[str, Any]]:
@@ -118,6 +130,7 @@ class Monitor:
                                          datetime.fromtimestamp(window.end, UTC))
                 self._store(result)
                 results.append(result)
+            self._refresh_labels(model, version, since)
         return results
 
     def _judged(self, model: str, version: int, since: float) -> set[str]:
@@ -166,7 +179,92 @@ class Monitor:
         findings = [f for f in findings if f.rule != "row_volume"]
         result["quality"] = [f.to_dict() for f in findings]
         result["quality_violations"] = len(findings)
+        performance = self._performance(reference, window)
+        if performance:
+            result["performance"] = performance
         return result
+
+    # -- performance: realised from delayed labels, estimated without them -----------------
+
+    def _performance(self, reference: _Reference, window: WindowProfile) -> dict[str, Any]:
+        since = datetime.fromtimestamp(window.start, UTC)
+        until = datetime.fromtimestamp(window.end, UTC)
+        section: dict[str, Any] = {}
+        if reference.cbpe is not None and self.predictions is not None:
+            rows = self.predictions.records(window.model, window.version, since, until)
+            columns = [f"{PROBABILITY_PREFIX}{label_of(c)}" for c in reference.classes]
+            if len(rows) and all(c in rows.columns for c in columns):
+                estimate = reference.cbpe.estimate(rows[columns].to_numpy(np.float64))
+                accuracy = estimate.get("accuracy")
+                if accuracy is not None:
+                    section["accuracy_estimated"] = accuracy.value
+                    section["estimated"] = {k: v.to_dict() for k, v in estimate.items()}
+        section.update(self._realised(reference, window.model, window.version, since, until))
+        baseline = reference.baseline_accuracy
+        latest = section.get("accuracy_realised", section.get("accuracy_estimated"))
+        if baseline is not None and latest is not None:
+            section["accuracy_drop"] = baseline - latest
+        return section
+
+    def _realised(self, reference: _Reference, model: str, version: int, since: datetime,
+                  until: datetime) -> dict[str, Any]:
+        if self.feedback is None or reference.task not in ("classification", "regression"):
+            return {}
+        labelled = self.feedback.labels_for(model, version, since, until)
+        labelled = labelled[labelled["label"].notna()] if len(labelled) else labelled
+        if not len(labelled) or PREDICTION not in labelled.columns:
+            return {"labels": 0}
+        if reference.task == "regression":
+            metrics: Mapping[str, Any] = regression_metrics(
+                labelled["label"].to_numpy(np.float64),
+                labelled[PREDICTION].to_numpy(np.float64))
+            return {"labels": len(labelled), "realised": dict(metrics)}
+        truth = np.array([label_of(v) for v in labelled["label"]], dtype=object)
+        predicted = np.array([label_of(v) for v in labelled[PREDICTION]], dtype=object)
+        classes = [label_of(c) for c in reference.classes] or None
+        try:
+            metrics = classification_metrics(truth, predicted, classes=classes)
+        except InvalidInput as error:  # e.g. a label the model does not know
+            return {"labels": len(labelled), "note": str(error)}
+        return {"labels": len(labelled), "realised": dict(metrics),
+                "accuracy_realised": metrics["accuracy"]}
+
+    def _refresh_labels(self, model: str, version: int, since: float) -> None:
+        """Labels arrive hours or days late: recompute the realised metrics of judged windows
+        whose label count changed since they were stored."""
+        if self.feedback is None:
+            return
+        reference = self._reference(model, version)
+        if reference is None:
+            return
+        table = monitor_results
+        query = select(table.c.window_start, table.c.window_end, table.c.result).where(and_(
+            table.c.model == model, table.c.version == version,
+            table.c.window_start >= iso(since)))
+        with self.database.read() as conn:
+            stored = list(conn.execute(query))
+        labelled = self.feedback.labels_for(
+            model, version, datetime.fromtimestamp(since, UTC), self.clock.now())
+        if not len(labelled):
+            return
+        times = pd.to_datetime(labelled["ts"], utc=True)
+        for row in stored:
+            start = pd.Timestamp(row.window_start)
+            end = pd.Timestamp(row.window_end)
+            count = int(((times >= start) & (times < end)).sum())
+            result = dict(row.result)
+            known = (result.get("performance") or {}).get("labels", 0)
+            if count == known:
+                continue
+            performance = dict(result.get("performance") or {})
+            performance.update(self._realised(reference, model, version, start.to_pydatetime(),
+                                              end.to_pydatetime()))
+            baseline = reference.baseline_accuracy
+            latest = performance.get("accuracy_realised", performance.get("accuracy_estimated"))
+            if baseline is not None and latest is not None:
+                performance["accuracy_drop"] = baseline - latest
+            result["performance"] = performance
+            self._store(result)
 
     def _column(self, reference: _Reference, window: WindowProfile, name: str) -> dict[str, Any]:
         assert window.profile is not None
@@ -230,7 +328,23 @@ class Monitor:
         kinds = {PREDICTION: CATEGORICAL} if predictor.classes else {}
         profile = profile_table(scored, kinds=kinds)
         rules = QualityRules.from_reference(profile_table(frame[features]))
-        return _Reference(profile, scored, features, list(outputs.columns), rules)
+        task = predictor.task.value
+        classes = list(predictor.classes or [])
+        cbpe = None
+        probabilities = [f"{PROBABILITY_PREFIX}{label_of(c)}" for c in classes]
+        if task == "classification" and labels and all(c in outputs for c in probabilities):
+            try:
+                cbpe = CBPE(metrics=("accuracy",)).fit(
+                    outputs[probabilities].to_numpy(np.float64),
+                    np.array([label_of(v) for v in frame[labels]], dtype=object),
+                    [label_of(c) for c in classes],
+                )
+            except InvalidInput as error:
+                log.warning("monitoring: no accuracy estimate for %s:%s: %s", model, version,
+                            error)
+        baseline = predictor.manifest.provenance.metrics.get("accuracy")
+        return _Reference(profile, scored, features, list(outputs.columns), rules, task,
+                          classes, cbpe, baseline)
 
     # -- storing ---------------------------------------------------------------------------
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 from modelyard.api.workspace import open_database
 from modelyard.live._clock import Clock, SystemClock
 from modelyard.live.collector import Collector
+from modelyard.live.feedback import FeedbackStore
 from modelyard.live.history import History
+from modelyard.live.journal import Journal
 from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.notifiers import Alerting
+from modelyard.live.predlog import PredictionLog, PredictionRecord
 from modelyard.serving.dataplane import DataPlane
 from modelyard.serving.metrics import ServingMetrics
+from modelyard.serving.observe import Observation
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.monitoring")
@@ -29,30 +34,51 @@ class LiveMonitoring:
 
     def __init__(
         self, settings: Settings, metrics: ServingMetrics, *, replica: str,
-        run_monitor: bool = True, clock: Clock | None = None,
+        run_monitor: bool = True, worker: int = 0, clock: Clock | None = None,
     ) -> None:
         config = settings.monitoring
         self.settings = settings
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.database = open_database(settings.resolved_database_url, settings.store)
+        spool = settings.home / "journal" / f"worker-{worker}"
+        self.journals = [Journal(spool / "predictions", config.journal_max_bytes),
+                         Journal(spool / "feedback", config.journal_max_bytes)]
+        sink: Any = self.database if config.log_sink == "database" else (
+            f"{settings.resolved_artifacts_uri.rstrip('/')}/prediction-log")
+        self.predictions = PredictionLog(
+            sink, sample_rate=config.log_sample_rate, journal=self.journals[0], clock=self.clock,
+            retention=timedelta(days=config.log_retention_days) if run_monitor else None,
+        )
+        self.feedback = FeedbackStore(
+            self.database, self.journals[1], self.clock,
+            predictions=self.predictions if config.log_sink == "parquet" else None,
+        )
         self.collector = Collector(self.database, replica=replica, window_s=config.window_s,
-                                   clock=self.clock)
+                                   clock=self.clock, log=self._log)
         self.history = History(self.database, self.clock)
         self.alerting = Alerting.from_settings(self.database, config, self.clock)
         self.monitor = Monitor(
             self.database, settings, clock=self.clock,
             evaluate_alerts=self.alerting.evaluator.evaluate,
+            feedback=self.feedback, predictions=self.predictions,
         ) if run_monitor else None
         self.tick_s = min(max(config.window_s / 4, 0.5), 15.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _log(self, observations: list[Observation]) -> None:
+        for observation in observations:
+            self.predictions.submit(PredictionRecord.of(observation))
+
     def attach(self, dataplane: DataPlane) -> None:
         dataplane.observer = self.collector
         dataplane.history = self.history
+        dataplane.feedback_sink = self.feedback
 
     def start(self) -> None:
+        self.predictions.start()
+        self.feedback.start()
         self.collector.start()
         if self.monitor is not None:
             self.alerting.outbox.start()
@@ -83,6 +109,17 @@ class LiveMonitoring:
             self.collector.close()
         except Exception:
             log.exception("monitoring: could not store the last window profiles")
+        parts: list[Any] = [self.predictions, self.feedback, *self.journals]
+        for part in parts:
+            try:
+                part.close()
+            except Exception:
+                log.exception("monitoring: could not close %r cleanly", part)
 
     def status(self) -> dict[str, Any]:
-        return {"observed": self.collector.observed, "dropped": self.collector.dropped}
+        """Counters of what happened to observed requests (for logs and tests)."""
+        return {
+            "observed": self.collector.observed, "dropped": self.collector.dropped,
+            "logged": self.predictions.written, "spooled": self.predictions.spooled,
+            "log_dropped": self.predictions.dropped,
+        }

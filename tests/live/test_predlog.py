@@ -1,0 +1,407 @@
+"""The prediction log: batched writes, deterministic sampling, Parquet files, retention, and
+nothing lost while the database is away (SQLite locked; a PostgreSQL cluster stopped)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import event, func, select
+
+from modelyard.errors import Unavailable
+from modelyard.live.feedback import FeedbackStore
+from modelyard.live.journal import Journal
+from modelyard.live.predlog import PredictionLog, PredictionRecord, sampled
+from modelyard.settings import StoreSettings
+from modelyard.store import Database
+from modelyard.store.tables import feedback, prediction_log
+
+T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+OUTAGE_S = 30.0  # how long PostgreSQL stays down under load (the issue's figure)
+DEADLINE_S = 60.0
+
+
+class FakeClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.at.timestamp()
+
+
+def record(i: int, at: datetime | None = None, rows: int = 1, model: str = "churn",
+           version: int = 1) -> PredictionRecord:
+    """A tabular request of ``rows`` rows, with the outputs a classifier gives."""
+    data = np.arange(rows * 2, dtype=float).reshape(rows, 2) + i
+    proba = np.full((rows, 2), 0.5)
+    return PredictionRecord(
+        f"r{i}", model, version, data, {"predict": np.arange(rows) % 2, "predict_proba": proba},
+        latency_ms=1.5, at=at.timestamp() if at else None, columns=["x", "y"], classes=[0, 1],
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def count(db: Database, table: Any, distinct: Any = None) -> int:
+    what = func.count(func.distinct(distinct)) if distinct is not None else func.count()
+    with db.read() as conn:
+        return int(conn.execute(select(what).select_from(table)).scalar_one())
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """A file database whose writers give up quickly, so a held lock looks like an outage."""
+    database = Database(f"sqlite:///{tmp_path / 'log.db'}", StoreSettings(busy_timeout_s=0.05))
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "journal", max_bytes=64 << 20) as opened:
+        yield opened
+
+
+def test_records_are_written_in_batches_of_one_statement(db: Database) -> None:
+    inserts: list[int] = []
+
+    def observe(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO PREDICTION_LOG"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    event.listen(db.engine, "before_cursor_execute", observe)
+    log = PredictionLog(db, batch_size=1000, flush_interval_s=0.05)
+    for i in range(5000):
+        log.submit(record(i, T0))
+    log.start()
+    wait_for(lambda: log.written == 5000)
+    log.close()
+    assert count(db, prediction_log) == 5000
+    assert len(inserts) == 5  # one INSERT round trip per 1,000 records, not one per request
+    assert log.queue_depth == 0
+
+
+def test_sampling_keeps_the_same_quarter_of_request_ids_on_every_replica(db: Database) -> None:
+    replicas = [PredictionLog(db, sample_rate=0.25, flush_interval_s=0.05) for _ in range(2)]
+    for replica, model in zip(replicas, ["a", "b"], strict=True):
+        for i in range(4000):
+            replica.submit(record(i, T0, model=model))
+        replica.start()
+        replica.close()
+    kept = [set(replica.records(model)["request_id"]) for replica, model in
+            zip(replicas, ["a", "b"], strict=True)]
+    assert kept[0] == kept[1] == {f"r{i}" for i in range(4000) if sampled(f"r{i}", 0.25)}
+    assert 900 < len(kept[0]) < 1100
+    assert replicas[0].sampled_out == 4000 - len(kept[0])
+
+
+def test_records_reads_one_row_per_input_row_with_outputs_named_as_in_profiles(
+    db: Database,
+) -> None:
+    log = PredictionLog(db, flush_interval_s=0.05).start()
+    log.submit(record(0, T0, rows=3))
+    log.submit(record(10, T0 + timedelta(minutes=5), version=2))
+    bad = record(20, T0 + timedelta(minutes=6))
+    bad.inputs[0, 0] = np.nan  # stored as null: PostgreSQL's JSON has no NaN
+    log.submit(bad)
+    log.close()
+    frame = log.records("churn")
+    assert list(frame.columns) == ["request_id", "ts", "model", "version", "latency_ms", "x", "y",
+                                   "prediction", "proba_0", "proba_1"]
+    assert frame["request_id"].tolist() == ["r0", "r0", "r0", "r10", "r20"]
+    assert frame["x"].tolist()[:4] == [0.0, 2.0, 4.0, 10.0]
+    assert pd.isna(frame["x"].iloc[4])
+    assert frame["prediction"].tolist() == [0, 1, 0, 0, 0]
+    assert frame["ts"].iloc[0] == pd.Timestamp(T0)
+    assert log.records("churn", version=2)["request_id"].tolist() == ["r10"]
+    window = log.records("churn", since=T0 + timedelta(minutes=1),
+                         until=T0 + timedelta(minutes=6))
+    assert window["request_id"].tolist() == ["r10"]
+    assert log.records("other").empty
+
+
+def test_a_row_the_database_refuses_is_dropped_alone_and_counted(db: Database) -> None:
+    log = PredictionLog(db)
+    for i in range(5):
+        log.submit(record(i, T0))
+    broken = record(5, T0)
+    broken.model = None  # type: ignore[assignment]  # NOT NULL: refused for its content
+    log.submit(broken)
+    log.submit(record(6, T0))
+    log.start()
+    log.close()
+    assert (log.written, log.dropped) == (6, 1)
+    assert count(db, prediction_log) == 6
+
+
+def test_retention_purges_old_rows(db: Database) -> None:
+    clock = FakeClock(T0)
+    log = PredictionLog(db, clock=clock, retention=timedelta(days=30), flush_interval_s=0.05)
+    log.submit(record(0, T0 - timedelta(days=40)))
+    log.submit(record(1, T0 - timedelta(days=1)))
+    log.start()
+    wait_for(lambda: log.written == 2 and count(db, prediction_log) == 1)  # purged once written
+    log.close()
+    assert log.records("churn")["request_id"].tolist() == ["r1"]
+    assert log.purge(T0) == 1
+
+
+def test_parquet_files_are_partitioned_read_back_and_purged_by_day(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts" / "prediction-log"
+    log = PredictionLog(root, flush_interval_s=0.05).start()
+    log.submit(record(0, T0, rows=2))
+    log.submit(record(1, T0 + timedelta(days=1)))
+    log.submit(record(2, T0 + timedelta(days=1), version=2))
+    log.close()
+    files = sorted(str(p.relative_to(root).parent) for p in root.rglob("*.parquet"))
+    assert files == ["model=churn/version=1/date=2027-01-15",
+                     "model=churn/version=1/date=2027-01-16",
+                     "model=churn/version=2/date=2027-01-16"]
+    assert not list(root.rglob("*.tmp"))
+    frame = log.records("churn")
+    assert frame["request_id"].tolist() == ["r0", "r0", "r1", "r2"]
+    assert frame["proba_1"].tolist() == [0.5] * 4
+    assert log.records("churn", version=2)["request_id"].tolist() == ["r2"]
+    assert log.records("churn", since=T0 + timedelta(hours=1))["request_id"].tolist() == [
+        "r1", "r2"]
+    assert log.purge(T0 + timedelta(days=1)) == 1  # the whole of 2027-01-15
+    assert log.records("churn")["request_id"].tolist() == ["r1", "r2"]
+
+
+def test_a_full_queue_spills_to_the_journal_and_a_full_journal_drops_counted(
+    db: Database, tmp_path: Path,
+) -> None:
+    probe = Journal(tmp_path / "probe", max_bytes=1 << 20)
+    probe.append([_row(record(0, T0))])
+    line = probe.bytes
+    probe.close()
+    with Journal(tmp_path / "journal", max_bytes=line * 15 + line // 2) as journal:
+        log = PredictionLog(db, journal=journal, max_queue=10, retry_s=0.05)
+        for i in range(30):
+            log.submit(record(i, T0))  # the writer is not running: the queue fills up
+        assert (log.queue_depth, log.spooled, log.dropped) == (10, 15, 5)
+        assert journal.dropped_total == 5
+        log.start()
+        log.close()
+    assert log.written == count(db, prediction_log) == 25
+    assert log.replayed == 15
+
+
+def _row(rec: PredictionRecord) -> dict[str, Any]:
+    from modelyard.live.predlog import row_of
+
+    return row_of(rec)
+
+
+def test_a_locked_sqlite_database_spools_and_replays_every_record_once(
+    sqlite_db: Database, journal: Journal,
+) -> None:
+    log = PredictionLog(sqlite_db, journal=journal, flush_interval_s=0.02, retry_s=0.05,
+                        max_backoff_s=0.2).start()
+    locker = sqlite3.connect(sqlite_db.engine.url.database or "", isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: the store "is down"
+        for i in range(200):
+            log.submit(record(i, T0))
+        wait_for(lambda: log.spooled == 200)
+        assert log.written == 0
+        assert journal.records == 200
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    for i in range(200, 300):
+        log.submit(record(i, T0))
+    wait_for(lambda: log.written == 300)
+    log.close()
+    assert count(sqlite_db, prediction_log) == count(sqlite_db, prediction_log,
+                                                     prediction_log.c.request_id) == 300
+    assert log.replayed >= 200  # later ones too, if they came before the outage was over
+    assert (log.dropped, journal.records) == (0, 0)
+
+
+def test_records_left_in_the_journal_are_replayed_after_a_restart(
+    sqlite_db: Database, tmp_path: Path,
+) -> None:
+    with Journal(tmp_path / "journal", max_bytes=1 << 20) as journal:
+        journal.append([_row(record(i, T0)) for i in range(5)])  # what a crash left behind
+    with Journal(tmp_path / "journal", max_bytes=1 << 20) as journal:
+        log = PredictionLog(sqlite_db, journal=journal, retry_s=0.02).start()
+        wait_for(lambda: log.replayed == 5)
+        log.close()
+    assert count(sqlite_db, prediction_log) == 5
+
+
+# -- PostgreSQL stopped under load -------------------------------------------------------------
+
+
+class Cluster:
+    """A throwaway PostgreSQL server of our own (stopping the shared one would hurt others)."""
+
+    def __init__(self, bindir: Path, base: Path) -> None:
+        self.bindir = bindir
+        self.base = base
+        self.data = base / "data"
+        self.as_postgres = os.geteuid() == 0  # PostgreSQL refuses to run as root
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self.running = False
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bindir / program), *args]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{program} failed: {done.stderr or done.stdout}"
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
+                  "-E", "UTF8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "log"),
+                  "-w", "-t", "60", "start")
+        self.running = True
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+        self.running = False
+
+
+def _bindir() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if found:
+        return found[-1].parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    bindir = _bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    root = os.geteuid() == 0
+    if root and shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: cannot start PostgreSQL")
+    # as root the server runs as postgres, which cannot enter pytest's private tmp_path
+    base = Path(tempfile.mkdtemp(prefix="modelyard-pg-")) if root else tmp_path / "pg"
+    base.mkdir(exist_ok=True)
+    if root:
+        shutil.chown(base, "postgres")
+    server = Cluster(bindir, base)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        if server.running:
+            server.stop()
+        if root:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_stopping_postgresql_under_load_loses_no_record_and_no_acknowledged_label(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = Database(cluster.url, StoreSettings(connect_timeout_s=1))
+    db.migrate()
+    log_journal = Journal(tmp_path / "journal" / "log", max_bytes=256 << 20)
+    label_journal = Journal(tmp_path / "journal" / "feedback", max_bytes=64 << 20)
+    log = PredictionLog(db, journal=log_journal, flush_interval_s=0.1, retry_s=0.5,
+                        max_backoff_s=2.0).start()
+    labels = FeedbackStore(db, label_journal, retry_s=0.5, max_backoff_s=2.0).start()
+    acknowledged: list[str] = []
+    refused: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:  # ~2,000 predictions/s and 10 label posts of 10 a second
+        n = 0
+        while not stop.is_set() and n < 2_000_000:
+            for _ in range(20):
+                log.submit(record(n))
+                n += 1
+            if n % 100 == 0:
+                ids = [f"r{k}" for k in range(n - 100, n - 90)]
+                try:
+                    labels.ingest([{"id": i, "label": k % 2} for k, i in enumerate(ids)])
+                except Unavailable:
+                    refused.append(n)
+                else:
+                    acknowledged.extend(ids)
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        wait_for(lambda: log.written > 2000 and len(acknowledged) > 100)
+        cluster.stop()
+        started = time.monotonic()
+        stop.wait(OUTAGE_S)
+        outage = time.monotonic() - started
+        during = (log.spooled, label_journal.spooled_total, log.submitted)
+        cluster.start()
+        wait_for(lambda: log.replayed >= during[0] and labels.deferred > 0 and (
+            label_journal.records == 0))
+        time.sleep(1.0)  # traffic continues against the recovered database
+    finally:
+        stop.set()
+        sender.join()
+    log.close()
+    labels.close()
+    wait_for(lambda: label_journal.records == 0)
+    log_journal.close()
+    label_journal.close()
+    submitted = log.submitted
+    rows = count(db, prediction_log)
+    distinct = count(db, prediction_log, prediction_log.c.request_id)
+    with db.read() as conn:
+        stored = set(conn.execute(select(feedback.c.request_id)).scalars())
+    db.dispose()
+    with capsys.disabled():
+        print(f"\n  outage {outage:.1f} s: {submitted} records submitted, {during[0]} spooled "
+              f"while down, {log.replayed} replayed, {rows} rows ({distinct} distinct); "
+              f"{len(acknowledged)} labels acknowledged ({during[1]} journaled), "
+              f"{len(stored)} stored, {len(refused)} posts refused")
+    assert during[0] > 0
+    assert during[1] > 0
+    assert not refused
+    assert log.dropped == 0
+    assert rows == distinct == submitted
+    assert set(acknowledged) <= stored
+    assert len(stored) == len(set(acknowledged))
