@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from modelyard.api.workspace import open_database
+from modelyard.errors import StorageError
 from modelyard.live._clock import Clock, SystemClock
 from modelyard.live.collector import Collector
 from modelyard.live.feedback import FeedbackStore
@@ -41,9 +42,7 @@ class LiveMonitoring:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.database = open_database(settings.resolved_database_url, settings.store)
-        spool = settings.home / "journal" / f"worker-{worker}"
-        self.journals = [Journal(spool / "predictions", config.journal_max_bytes),
-                         Journal(spool / "feedback", config.journal_max_bytes)]
+        self.journals = _journals(settings, worker)
         sink: Any = self.database if config.log_sink == "database" else (
             f"{settings.resolved_artifacts_uri.rstrip('/')}/prediction-log")
         self.predictions = PredictionLog(
@@ -123,3 +122,25 @@ class LiveMonitoring:
             "logged": self.predictions.written, "spooled": self.predictions.spooled,
             "log_dropped": self.predictions.dropped,
         }
+
+
+def _journals(settings: Settings, worker: int) -> list[Journal]:
+    """This process's spool folders: the first free slot from the worker's number on.
+
+    Each journal is locked by the process that opened it, so two servers on one home (or a
+    restart overlapping the old process) take different slots, and a restarted worker finds
+    its slot's spooled records and replays them.
+    """
+    root = settings.home / "journal"
+    limit = settings.monitoring.journal_max_bytes
+    for slot in range(worker, worker + 64):
+        opened: list[Journal] = []
+        try:
+            for name in ("predictions", "feedback"):
+                opened.append(Journal(root / f"slot-{slot}" / name, limit))
+        except StorageError:
+            for journal in opened:
+                journal.close()
+            continue
+        return opened
+    raise StorageError(f"every journal slot under {root} is in use by another process")
