@@ -36,6 +36,8 @@ def test_demo_runs_on_embedded_defaults_and_can_run_again(tmp_path: Path) -> Non
     assert "300/300 answers match the in-process model" in first.stdout
     assert "rows over gRPC match" in first.stdout
     assert "server stopped (exit code 0)" in first.stdout
+    assert "drift in mean radius, worst texture;" in first.stdout
+    assert (tmp_path / ".modelyard" / "demo-report.html").read_text().startswith("<!doctype")
     assert (tmp_path / ".modelyard" / "modelyard.db").is_file()
     assert (tmp_path / ".modelyard" / "artifacts" / "breast-cancer").is_dir()
     second = _run("demo", "--no-serve", cwd=tmp_path)

@@ -79,6 +79,7 @@ def demo(
 
         check = audit.verify(conn)
     console.print(f"audit log: {check.entries} entries, chain {'intact' if check.ok else 'BROKEN'}")
+    drift_ok = _drift_report(config, X_test.assign(malignant=y_test.to_numpy()))
     served = True
     if serve:
         from modelyard.cli._demo_serving import serve_and_query
@@ -92,8 +93,38 @@ def demo(
         f"modelyard models show {MODEL_NAME}@champion",
         "modelyard audit list",
         "modelyard audit verify",
+        f"modelyard report --model {MODEL_NAME}@champion --current <table> --html report.html",
     ):
         console.print(f"  {command}", markup=False)
-    if not agree or not check.ok or not served:
+    if not agree or not check.ok or not served or not drift_ok:
         raise typer.Exit(1)
 
+
+
+def _drift_report(config: Any, holdout: Any) -> bool:
+    """Compare the hold-out rows, shifted on purpose, with the champion's stored reference."""
+    from modelyard.api.reporting import report
+    from modelyard.monitoring.html import render_html
+    from modelyard.monitoring.report import ReportOptions
+
+    shifted = holdout.copy()
+    planted = ["mean radius", "worst texture"]
+    for name in planted:
+        shifted[name] = shifted[name] * 1.25 + shifted[name].std()
+    result = report(shifted, model=f"{MODEL_NAME}@champion", settings=config,
+                    options=ReportOptions(seed=0))
+    page = config.home / "demo-report.html"
+    page.write_text(render_html(result.to_dict()), encoding="utf-8")
+    features = [c.name for c in result.columns if c.role == "feature" and c.drift_detected]
+    performance = result.performance or {}
+    realised = (performance.get("realised") or {}).get("accuracy")
+    estimated = ((performance.get("estimated") or {}).get("accuracy") or {}).get("value")
+    console.print(
+        f"drift report on the hold-out rows with {' and '.join(planted)} shifted: drift in "
+        f"{', '.join(features) or 'no feature'}; accuracy realised "
+        f"{'—' if realised is None else f'{realised:.3f}'}, estimated without labels "
+        f"{'—' if estimated is None else f'{estimated:.3f}'} (the estimate assumes the "
+        f"labels still follow the features as in training; this shift breaks that); {page}",
+        markup=False,
+    )
+    return set(planted) <= set(features)
