@@ -66,10 +66,15 @@ def _next_window() -> None:
     time.sleep(WINDOW_S - (time.time() % WINDOW_S) + 0.05)
 
 
-def _send(url: str, frame: pd.DataFrame, prefix: str, batch: int = 8) -> list[str]:
+def _send(url: str, frame: pd.DataFrame, prefix: str, batch: int = 8,
+          connections: int = 1) -> list[str]:
+    """Send ``frame`` in requests of ``batch`` rows over ``connections`` connections in turn
+    (the kernel spreads connections, not requests, over worker processes)."""
     ids = []
-    with httpx.Client(base_url=url, timeout=10) as client:
+    clients = [httpx.Client(base_url=url, timeout=10) for _ in range(connections)]
+    try:
         for i, start in enumerate(range(0, len(frame), batch)):
+            client = clients[i % connections]
             rows = frame.iloc[start : start + batch].to_numpy(np.float64)
             body = {"id": f"{prefix}-{i}",
                     "inputs": [{"name": "input", "datatype": "FP64", "shape": list(rows.shape),
@@ -77,6 +82,9 @@ def _send(url: str, frame: pd.DataFrame, prefix: str, batch: int = 8) -> list[st
             answer = client.post("/v2/models/cancer/infer", json=body)
             assert answer.status_code == 200
             ids.append(answer.json()["id"])
+    finally:
+        for client in clients:
+            client.close()
     return ids
 
 
@@ -180,3 +188,51 @@ def test_the_server_judges_its_windows_alerts_and_takes_late_labels(
     finally:
         code, _, err = server.stop()
     assert code == 0, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_two_workers_merge_into_the_profile_of_all_requests(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, cancer: Data,
+    cancer_model: Pipeline,
+) -> None:
+    from modelyard.live.windows import load
+    from modelyard.monitoring import profile_table
+
+    X, y = cancer
+    home = tmp_path / "home"
+    url = (f"sqlite:///{home / 'modelyard.db'}" if store == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    settings = Settings(home=home, database_url=url)
+    modelyard.register(cancer_model, "cancer", reference=X, labels=y, settings=settings)
+    server = LiveServer(home, {"MODELYARD_DATABASE_URL": url,
+                               "MODELYARD_MONITORING__WINDOW_S": "30"}, workers=2)
+    sent = X.sample(ROWS, replace=True, random_state=3)
+    try:
+        _send(server.url, sent, "w", batch=4, connections=8)
+    finally:
+        code, _, err = server.stop()  # SIGTERM: each worker stores its open window
+    assert code == 0, err
+    windows = load(open_database(url, settings.store), "cancer", 1)
+    assert sum(w.rows for w in windows) == ROWS
+    from sqlalchemy import select
+
+    from modelyard.store.tables import window_profiles
+
+    with open_database(url, settings.store).read() as conn:
+        replicas = {row.replica for row in conn.execute(select(window_profiles.c.replica))}
+    assert len(replicas) == 2  # both workers took traffic and stored their share
+    merged = {}
+    for window in windows:
+        assert window.profile is not None
+        for name, summary in window.profile.result().items():
+            merged.setdefault(name, []).append(summary)
+    whole = profile_table(sent.reset_index(drop=True)).result()
+    for name in ("mean radius", "worst area", "mean texture"):
+        parts = merged[name]
+        assert sum(p.count for p in parts) == whole[name].count == ROWS
+        assert max(p.max for p in parts) == whole[name].max
+        mean = sum(p.mean * p.count for p in parts) / ROWS
+        assert mean == pytest.approx(whole[name].mean)
