@@ -12,7 +12,6 @@ and handed to the alert evaluator as metric values.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,11 +39,17 @@ from modelyard.monitoring.calibration import (
     dataset_drift,
 )
 from modelyard.monitoring.cbpe import CBPE
+from modelyard.monitoring.columns import (
+    calibration_column,
+    finite_or_none,
+    is_empty,
+    summarised,
+)
 from modelyard.monitoring.drift import default_method
 from modelyard.monitoring.performance import classification_metrics, regression_metrics
 from modelyard.monitoring.profile import TableProfile, profile_table
 from modelyard.monitoring.quality import QualityRules
-from modelyard.monitoring.sketches import CategoricalSketch, NumericSketch
+from modelyard.monitoring.sketches import NumericSketch
 from modelyard.settings import MonitoringSettings, Settings
 from modelyard.store import Database
 from modelyard.store.tables import monitor_results
@@ -276,13 +281,13 @@ class Monitor:
         if mine.kind != theirs.kind:
             entry["note"] = f"{mine.kind} in the reference, {theirs.kind} now"
             return entry
-        if _empty(theirs.sketch) or _empty(mine.sketch):
+        if is_empty(theirs.sketch) or is_empty(mine.sketch):
             entry["note"] = "no values"
             return entry
         threshold = self._threshold(reference, name, mine.kind, window.rows)
-        verdict = column_drift(_summarised(mine.sketch), _summarised(theirs.sketch), threshold)
-        entry.update(method=verdict.method, score=_finite(verdict.score),
-                     threshold=_finite(verdict.threshold),
+        verdict = column_drift(summarised(mine.sketch), summarised(theirs.sketch), threshold)
+        entry.update(method=verdict.method, score=finite_or_none(verdict.score),
+                     threshold=finite_or_none(verdict.threshold),
                      drift_detected=verdict.drift_detected)
         return entry
 
@@ -290,12 +295,7 @@ class Monitor:
         bucket = min(size_bucket(rows), 65_536)
         key = (name, bucket)
         if key not in reference.thresholds:
-            values = reference.sample[name].to_numpy()
-            if kind == CATEGORICAL:
-                values = np.array([None if _missing(v) else label_of(v) for v in values],
-                                  dtype=object)
-            else:
-                values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+            values = calibration_column(reference.sample[name].to_numpy(), kind)
             reference.thresholds[key] = calibrate(
                 values, default_method(kind), bucket, alpha=self.config.alpha, n_boot=200,
             )
@@ -405,22 +405,6 @@ def _p99(sketch: NumericSketch | None) -> float | None:
     if sketch is None or sketch.n == 0:
         return None
     return float(sketch.quantiles([0.99])[0])
-
-
-def _empty(sketch: NumericSketch | CategoricalSketch) -> bool:
-    return sketch.n == 0 if isinstance(sketch, NumericSketch) else not sketch.counts()
-
-
-def _summarised(sketch: NumericSketch | CategoricalSketch) -> Any:
-    return sketch.kll if isinstance(sketch, NumericSketch) else sketch.counts()
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _as_result(column: Mapping[str, Any]) -> DriftResult:

@@ -23,7 +23,6 @@ Cost bounds, and what they cost in sensitivity:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +36,12 @@ from modelyard.monitoring import _histograms, cbpe, multivariate, performance
 from modelyard.monitoring._sampling import Progress, Scan, Score, scan
 from modelyard.monitoring._tables import CATEGORICAL, NUMERICAL, label_of
 from modelyard.monitoring.calibration import DriftResult, calibrate, column_drift, dataset_drift
+from modelyard.monitoring.columns import (
+    calibration_column,
+    finite_or_none,
+    is_empty,
+    summarised,
+)
 from modelyard.monitoring.drift import METHODS, default_method
 from modelyard.monitoring.profile import TableProfile
 from modelyard.monitoring.quality import Finding, QualityRules
@@ -313,41 +318,22 @@ def _column(
         return ColumnReport(method=None, score=None, threshold=None, drift_detected=False,
                             note=skipped, **base)
     method = _method_for(name, kind, options)
-    values = ref.sample[name].to_numpy()
-    if kind == CATEGORICAL:
-        values = np.array([None if _missing(v) else label_of(v) for v in values], dtype=object)
-    else:
-        values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+    values = calibration_column(ref.sample[name].to_numpy(), kind)
     threshold = calibrate(
         values, method, min(cur.profile.rows, options.calibration_window), alpha=options.alpha,
         n_boot=options.n_boot, seed=options.seed, k=options.k, min_effect=options.min_effect,
     )
-    result = column_drift(_summarised(mine.sketch), _summarised(theirs.sketch), threshold)
-    return ColumnReport(method=result.method, score=_finite(result.score),
-                        threshold=_finite(result.threshold),
+    result = column_drift(summarised(mine.sketch), summarised(theirs.sketch), threshold)
+    return ColumnReport(method=result.method, score=finite_or_none(result.score),
+                        threshold=finite_or_none(result.threshold),
                         drift_detected=result.drift_detected, **base)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
 def _why_not(reference: Any, current: Any) -> str | None:
     for side, sketch in (("reference", reference), ("current", current)):
-        empty = (
-            sketch.n == 0 if isinstance(sketch, NumericSketch) else not sketch.counts()
-        )
-        if empty:
+        if is_empty(sketch):
             return f"no values in the {side}: drift not computed"
     return None
-
-
-def _summarised(sketch: NumericSketch | CategoricalSketch) -> Any:
-    return sketch.kll if isinstance(sketch, NumericSketch) else sketch.counts()
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def _summary(sketch: NumericSketch | CategoricalSketch) -> dict[str, Any]:
