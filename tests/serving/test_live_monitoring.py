@@ -59,6 +59,7 @@ def receiver() -> Iterator[Receiver]:
     hook = Receiver()
     yield hook
     hook.server.shutdown()
+    hook.server.server_close()
 
 
 def _next_window() -> None:
