@@ -24,7 +24,6 @@ from modelyard.errors import InvalidInput, Unavailable
 from modelyard.live.feedback import FeedbackResult, FeedbackStore
 from modelyard.live.journal import Journal
 from modelyard.live.predlog import PredictionLog, PredictionRecord
-from modelyard.settings import StoreSettings
 from modelyard.store import Database
 from modelyard.store.tables import feedback
 
@@ -61,23 +60,6 @@ def predict(log: PredictionLog, request_id: str, at: datetime, rows: int = 1,
         request_id, "churn", version, np.ones((rows, 2)), {"predict": np.arange(rows) % 2},
         at=at.timestamp(), columns=["x", "y"],
     ))
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    """A file database whose writers give up quickly, so a held lock looks like an outage."""
-    database = Database(f"sqlite:///{tmp_path / 'fb.db'}", StoreSettings(busy_timeout_s=0.05))
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -70,23 +70,6 @@ def count(db: Database, table: Any, distinct: Any = None) -> int:
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    """A file database whose writers give up quickly, so a held lock looks like an outage."""
-    database = Database(f"sqlite:///{tmp_path / 'log.db'}", StoreSettings(busy_timeout_s=0.05))
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
     with Journal(tmp_path / "journal", max_bytes=64 << 20) as opened:
         yield opened
@@ -314,10 +297,11 @@ def _bindir() -> Path | None:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     bindir = _bindir()
     if bindir is None or not (bindir / "initdb").exists():
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed: run "
+                    "scripts/services.sh")
     root = os.geteuid() == 0
     if root and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        pytest.fail("running as root without runuser (util-linux): cannot start PostgreSQL")
     # as root the server runs as postgres, which cannot enter pytest's private tmp_path
     base = Path(tempfile.mkdtemp(prefix="modelyard-pg-")) if root else tmp_path / "pg"
     base.mkdir(exist_ok=True)
