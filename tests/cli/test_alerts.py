@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from modelyard.api.workspace import open_database
 from modelyard.cli import app
-from modelyard.live.alerts import AlertEvaluator, RuleStore
+from modelyard.live.alert_rules import RuleStore
+from modelyard.live.alerts import AlertEvaluator
 from modelyard.settings import Settings
 
 
@@ -141,6 +142,6 @@ def test_list_shows_alert_states(home: Path) -> None:
 
 def test_the_help_names_every_metric() -> None:
     from modelyard.cli.alerts import METRICS_HELP
-    from modelyard.live.alerts import METRICS
+    from modelyard.live.alert_rules import METRICS
 
     assert METRICS_HELP.split(", ") == list(METRICS)

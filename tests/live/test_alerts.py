@@ -11,15 +11,14 @@ from sqlalchemy import select
 
 from modelyard.api.workspace import open_database
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.live.alerts import (
-    AlertEvaluator,
+from modelyard.live.alert_rules import (
     AlertRule,
     RuleStore,
     default_rules,
-    list_alerts,
     load_rules,
     parse_duration,
 )
+from modelyard.live.alerts import AlertEvaluator, list_alerts
 from modelyard.settings import StoreSettings
 from modelyard.store import Database
 from modelyard.store.tables import alert_notifications, alert_rules

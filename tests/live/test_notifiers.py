@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from modelyard.api.workspace import open_database
 from modelyard.errors import InvalidInput, Unavailable
-from modelyard.live.alerts import AlertEvaluator, AlertRule, RuleStore, stamp
+from modelyard.live.alert_rules import AlertRule, RuleStore, stamp
+from modelyard.live.alerts import AlertEvaluator
 from modelyard.live.notifiers import (
     Alerting,
     AlertmanagerNotifier,

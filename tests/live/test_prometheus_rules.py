@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from modelyard.errors import InvalidInput
-from modelyard.live.alerts import AlertRule, default_rules
+from modelyard.live.alert_rules import AlertRule, default_rules
 from modelyard.live.prometheus_rules import expression, render, to_prometheus
 
 CUSTOM = [

@@ -22,7 +22,7 @@ _OPERATOR_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "==", "ne
 
 def _rules(ctx: typer.Context) -> Any:
     from modelyard.api.workspace import open_database
-    from modelyard.live.alerts import RuleStore
+    from modelyard.live.alert_rules import RuleStore
 
     config = settings(ctx)
     database = open_database(config.resolved_database_url, config.store)
@@ -124,7 +124,7 @@ def add_rule(
     replace: bool = typer.Option(False, "--replace", help="Replace a stored rule of this name."),
 ) -> None:
     """Add an alert rule (it overrides a default or file rule of the same name)."""
-    from modelyard.live.alerts import AlertRule
+    from modelyard.live.alert_rules import AlertRule
 
     rule = AlertRule.from_dict({
         "name": name, "metric": metric, "op": _OPERATOR_WORDS.get(op, op),

@@ -37,7 +37,8 @@ from sqlalchemy import select, text, update
 
 from modelyard.errors import InvalidInput, Unavailable, first_line
 from modelyard.live._clock import Clock, SystemClock
-from modelyard.live.alerts import AlertEvaluator, RuleStore, stamp
+from modelyard.live.alert_rules import RuleStore, stamp
+from modelyard.live.alerts import AlertEvaluator
 from modelyard.settings import MonitoringSettings, NotifierSettings
 from modelyard.store import Database
 from modelyard.store.tables import alert_notifications

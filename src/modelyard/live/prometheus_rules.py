@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from modelyard.live.alerts import PER_FEATURE, AlertRule, default_rules, format_duration
+from modelyard.live.alert_rules import PER_FEATURE, AlertRule, default_rules, format_duration
 
 VALUE = "modelyard_monitor_value"
 DRIFT_SCORE = "modelyard_monitor_drift_score"
