@@ -23,7 +23,8 @@ from sqlalchemy import func, select
 from modelyard.errors import InvalidInput, Unavailable
 from modelyard.live.feedback import FeedbackResult, FeedbackStore
 from modelyard.live.journal import Journal
-from modelyard.live.predlog import PredictionLog, PredictionRecord
+from modelyard.live.predlog import PredictionLog
+from modelyard.live.records import PredictionRecord
 from modelyard.store import Database
 from modelyard.store.tables import feedback
 

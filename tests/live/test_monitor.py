@@ -153,7 +153,8 @@ def test_delayed_labels_give_each_window_its_realised_accuracy(
     served: Settings, cancer: Data, cancer_model: Pipeline
 ) -> None:
     from modelyard.live.feedback import FeedbackStore
-    from modelyard.live.predlog import PredictionLog, PredictionRecord
+    from modelyard.live.predlog import PredictionLog
+    from modelyard.live.records import PredictionRecord
 
     X, y = cancer
     columns = list(X.columns)

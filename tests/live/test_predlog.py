@@ -24,7 +24,8 @@ from sqlalchemy import event, func, select
 from modelyard.errors import Unavailable
 from modelyard.live.feedback import FeedbackStore
 from modelyard.live.journal import Journal
-from modelyard.live.predlog import PredictionLog, PredictionRecord, sampled
+from modelyard.live.predlog import PredictionLog, sampled
+from modelyard.live.records import PredictionRecord
 from modelyard.settings import StoreSettings
 from modelyard.store import Database
 from modelyard.store.tables import feedback, prediction_log
@@ -202,7 +203,7 @@ def test_a_full_queue_spills_to_the_journal_and_a_full_journal_drops_counted(
 
 
 def _row(rec: PredictionRecord) -> dict[str, Any]:
-    from modelyard.live.predlog import row_of
+    from modelyard.live.records import row_of
 
     return row_of(rec)
 

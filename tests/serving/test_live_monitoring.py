@@ -212,12 +212,30 @@ def test_two_workers_merge_into_the_profile_of_all_requests(
                                "MODELYARD_MONITORING__WINDOW_S": "30"}, workers=2)
     sent = X.sample(ROWS, replace=True, random_state=3)
     try:
+        # one-row requests on fresh connections until both workers have answered (the second
+        # may still be loading its models when the first reports ready)
+        workers: set[str] = set()
+        warm = []
+        body = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, X.shape[1]],
+                            "data": []}]}
+        for i in range(200):
+            row = X.iloc[[i % len(X)]]
+            body["inputs"][0]["data"] = row.to_numpy(np.float64).ravel().tolist()
+            answer = httpx.post(f"{server.url}/v2/models/cancer/infer", json=body, timeout=10)
+            assert answer.status_code == 200
+            warm.append(row)
+            workers.add(answer.json()["id"].rsplit("-", 1)[0])
+            if len(workers) == 2:
+                break
+            time.sleep(0.05)
+        assert len(workers) == 2
         _send(server.url, sent, "w", batch=4, connections=8)
     finally:
         code, _, err = server.stop()  # SIGTERM: each worker stores its open window
     assert code == 0, err
+    everything = pd.concat([*warm, sent], ignore_index=True)
     windows = load(open_database(url, settings.store), "cancer", 1)
-    assert sum(w.rows for w in windows) == ROWS
+    assert sum(w.rows for w in windows) == len(everything)
     from sqlalchemy import select
 
     from modelyard.store.tables import window_profiles
@@ -230,10 +248,10 @@ def test_two_workers_merge_into_the_profile_of_all_requests(
         assert window.profile is not None
         for name, summary in window.profile.result().items():
             merged.setdefault(name, []).append(summary)
-    whole = profile_table(sent.reset_index(drop=True)).result()
+    whole = profile_table(everything).result()
     for name in ("mean radius", "worst area", "mean texture"):
         parts = merged[name]
-        assert sum(p.count for p in parts) == whole[name].count == ROWS
+        assert sum(p.count for p in parts) == whole[name].count == len(everything)
         assert max(p.max for p in parts) == whole[name].max
-        mean = sum(p.mean * p.count for p in parts) / ROWS
+        mean = sum(p.mean * p.count for p in parts) / len(everything)
         assert mean == pytest.approx(whole[name].mean)

@@ -31,7 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from modelyard.errors import InvalidInput, Unavailable
 from modelyard.live._clock import Clock, SystemClock
 from modelyard.live.journal import Journal, Replayer
-from modelyard.live.predlog import DatabaseSink, PredictionLog, Row, frame_of, is_unavailable, iso
+from modelyard.live.predlog import PredictionLog
+from modelyard.live.records import Row, frame_of, iso
+from modelyard.live.sinks import DatabaseSink, is_unavailable
 from modelyard.store import Database
 from modelyard.store.tables import feedback, prediction_log
 

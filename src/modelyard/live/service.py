@@ -21,7 +21,8 @@ from modelyard.live.history import History
 from modelyard.live.journal import Journal
 from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.notifiers import Alerting
-from modelyard.live.predlog import PredictionLog, PredictionRecord
+from modelyard.live.predlog import PredictionLog
+from modelyard.live.records import PredictionRecord
 from modelyard.serving.dataplane import DataPlane
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.observe import Observation
