@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelyard.api import Predictor, load, open_registry, register
+    from modelyard.client import Client
     from modelyard.settings import Settings
 
 try:
@@ -19,9 +20,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["Predictor", "Settings", "__version__", "load", "open_registry", "register"]
+__all__ = [
+    "Client", "Predictor", "Settings", "__version__", "load", "open_registry", "register"
+]
 
 _LAZY = {
+    "Client": "modelyard.client",
     "Predictor": "modelyard.api",
     "load": "modelyard.api",
     "open_registry": "modelyard.api",
