@@ -33,7 +33,7 @@ from modelyard.live._clock import Clock, SystemClock
 from modelyard.live.journal import Journal, Replayer
 from modelyard.live.predlog import PredictionLog
 from modelyard.live.records import Row, frame_of, iso
-from modelyard.live.sinks import DatabaseSink, is_unavailable
+from modelyard.live.sinks import DatabaseSink, is_unavailable, logged
 from modelyard.store import Database
 from modelyard.store.tables import feedback, prediction_log
 
@@ -321,15 +321,9 @@ class FeedbackStore:
     def _joined(self, model: str, version: int | None, since: datetime | None,
                 until: datetime | None) -> list[Row]:
         p, f = prediction_log, feedback
-        query = (select(p.c.request_id, p.c.ts, p.c.model, p.c.version, p.c.latency_ms,
-                        p.c.outputs, f.c.label, f.c.received_at)
-                 .join(f, f.c.request_id == p.c.request_id).where(p.c.model == model))
-        if version is not None:
-            query = query.where(p.c.version == version)
-        if since is not None:
-            query = query.where(p.c.ts >= iso(since))
-        if until is not None:
-            query = query.where(p.c.ts < iso(until))
+        query = logged(select(p.c.request_id, p.c.ts, p.c.model, p.c.version, p.c.latency_ms,
+                              p.c.outputs, f.c.label, f.c.received_at)
+                       .join(f, f.c.request_id == p.c.request_id), model, version, since, until)
         with self.database.read() as conn:
             result = conn.execute(query.order_by(p.c.ts, p.c.id))
             return [{**row._mapping, "labels": {"label": row.label,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Select, delete, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from modelyard.errors import DatabaseUnavailable
@@ -85,16 +85,25 @@ class DatabaseSink:
     def read(self, model: str, version: int | None, since: datetime | None,
              until: datetime | None) -> list[Row]:
         t = prediction_log
-        query = select(t.c.request_id, t.c.ts, t.c.model, t.c.version, t.c.latency_ms,
-                       t.c.inputs, t.c.outputs).where(t.c.model == model)
-        if version is not None:
-            query = query.where(t.c.version == version)
-        if since is not None:
-            query = query.where(t.c.ts >= iso(since))
-        if until is not None:
-            query = query.where(t.c.ts < iso(until))
+        query = logged(select(t.c.request_id, t.c.ts, t.c.model, t.c.version, t.c.latency_ms,
+                              t.c.inputs, t.c.outputs), model, version, since, until)
         with self.database.read() as conn:
             return [dict(row._mapping) for row in conn.execute(query.order_by(t.c.ts, t.c.id))]
+
+
+def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
+           until: datetime | None) -> Select[Any]:
+    """``query`` kept to the prediction-log rows of ``model`` (one version or all) logged in
+    ``[since, until)``."""
+    t = prediction_log
+    query = query.where(t.c.model == model)
+    if version is not None:
+        query = query.where(t.c.version == version)
+    if since is not None:
+        query = query.where(t.c.ts >= iso(since))
+    if until is not None:
+        query = query.where(t.c.ts < iso(until))
+    return query
 
 
 class ParquetSink:
