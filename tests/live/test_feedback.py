@@ -11,8 +11,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +28,7 @@ from modelyard.live.records import PredictionRecord
 from modelyard.store import Database
 from modelyard.store.tables import feedback
 
-T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
-DEADLINE_S = 60.0
-
-
-class FakeClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+from .conftest import T0, FakeClock, wait_for
 
 
 def stored(db: Database) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +30,9 @@ from modelyard.settings import StoreSettings
 from modelyard.store import Database
 from modelyard.store.tables import feedback, prediction_log
 
-T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+from .conftest import T0, FakeClock, wait_for
+
 OUTAGE_S = 30.0  # how long PostgreSQL stays down under load (the issue's figure)
-DEADLINE_S = 60.0
-
-
-class FakeClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
 
 
 def record(i: int, at: datetime | None = None, rows: int = 1, model: str = "churn",
@@ -55,13 +44,6 @@ def record(i: int, at: datetime | None = None, rows: int = 1, model: str = "chur
         f"r{i}", model, version, data, {"predict": np.arange(rows) % 2, "predict_proba": proba},
         latency_ms=1.5, at=at.timestamp() if at else None, columns=["x", "y"], classes=[0, 1],
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def count(db: Database, table: Any, distinct: Any = None) -> int:
