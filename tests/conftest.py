@@ -19,6 +19,7 @@ from modelyard.api import open_registry
 from modelyard.api.workspace import close_databases
 from modelyard.registry import Registry
 from modelyard.settings import Settings
+from modelyard.store import Database
 
 POSTGRES_URL = os.environ.get(
     "MODELYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -56,6 +57,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'home' / 'modelyard.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated database on SQLite and on PostgreSQL."""
+    database = Database(database_url)
+    database.migrate()
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

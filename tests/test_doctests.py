@@ -33,6 +33,12 @@ MODULES = [
     "modelyard.live.journal",
     "modelyard.live.predlog",
     "modelyard.live.feedback",
+    "modelyard.monitoring.nulls",
+    "modelyard.monitoring.weighted",
+    "modelyard.rollout.policy",
+    "modelyard.rollout.stats",
+    "modelyard.rollout.analysis",
+    "modelyard.lifecycle.gate",
     "modelyard",
 ]
 

@@ -39,6 +39,8 @@ class Run:
         parser.add_argument("--rows", type=int, required=True)
         parser.add_argument("--calibration-rows", type=int, default=100_000)
         parser.add_argument("--calibration-window", type=int, default=100_000)
+        parser.add_argument("--null-tables", type=Path, default=None)
+        parser.add_argument("--workers", type=int, default=1)
         self.args = parser.parse_args()
         self.tool, self.version = tool, version
         self.phases: dict[str, float] = {}

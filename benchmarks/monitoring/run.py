@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,7 +56,10 @@ PACKAGES = {
     "evidently": ["evidently", "numpy", "pandas", "pyarrow", "scipy"],
     "whylogs": ["whylogs", "whylogs-sketching", "numpy", "pandas", "pyarrow", "scipy"],
 }
-PRIMITIVES = ["profile.py", "calibration.py", "drift.py", "sketches.py", "_tables.py"]
+PRIMITIVES = [
+    "profile.py", "calibration.py", "nulls.py", "weighted.py", "drift.py", "sketches.py",
+    "_tables.py",
+]
 
 
 def python_of(tool: str) -> Path:
@@ -98,13 +102,20 @@ def _busy_jiffies() -> tuple[int, int]:
 
 
 def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    """RSS of ``pid`` and every process it started, summed (a worker's pages it shares with
+    its parent count twice: an upper bound)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return total
 
 
 def wait_idle(limit: float, share: float = 0.15) -> float:
@@ -118,6 +129,12 @@ def wait_idle(limit: float, share: float = 0.15) -> float:
         seen = (busy1 - busy0) / max(total1 - total0, 1)
         if seen < share or time.monotonic() > deadline:
             return seen
+
+
+def tables_dir(args: argparse.Namespace, rows: int) -> Path:
+    """Our null tables for one size: emptied before its first run, so that run draws them and
+    the next (the drift pair) finds them on disk, as a second report on one reference would."""
+    return args.workdir / "null-tables" / str(rows)
 
 
 def run_child(
@@ -135,6 +152,9 @@ def run_child(
         "--calibration-window",
         str(args.calibration_window),
     ]
+    if tool == "modelyard":
+        command += ["--null-tables", str(tables_dir(args, rows)), "--workers",
+                    str(args.our_workers)]
     busy0, _ = _busy_jiffies()
     start = time.perf_counter()
     # Output goes to files, not pipes: a chatty child must never block on a full pipe.
@@ -177,7 +197,10 @@ def run_child(
         "rows": rows,
         "command": shlex.join(command),
         "wall_seconds": wall,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        # the kernel's peak of the runner itself, or the polled sum over its process tree
+        # (a runner with worker processes) when that is larger
+        "peak_rss_mb": max(usage.ru_maxrss / 1024, polled_peak),
+        "kernel_peak_rss_mb": usage.ru_maxrss / 1024,
         "polled_peak_rss_mb": polled_peak,
         "cpu_seconds": child_cpu,
         "other_cpu_share": other / max(wall * (os.cpu_count() or 1), 1e-9),
@@ -308,8 +331,8 @@ def report(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "Our phases (seconds, no-drift / drift run):",
         "",
         "| rows | profile reference | profile current | sample reference | calibrate | "
-        "compare | total | total without calibrate |",
-        "|---:" * 8 + "|",
+        "of which drawing null tables | compare | total | total without calibrate |",
+        "|---:" * 9 + "|",
     ]
     for size in sizes:
         pair = [by_key.get(("modelyard", size, p)) for p in ("nodrift", "drift")]
@@ -322,9 +345,10 @@ def report(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 "profile_current",
                 "sample_reference",
                 "calibrate",
-                "compare",
             )
         ]
+        cells.append(" / ".join(_fmt_s(r.get("null_tables_seconds")) for r in pair))
+        cells.append(" / ".join(_fmt_s(r["phases"]["compare"]) for r in pair))
         total = " / ".join(_fmt_s(r["seconds"]) for r in pair)
         lean = " / ".join(_fmt_s(r["seconds"] - r["phases"]["calibrate"]) for r in pair)
         lines.append(f"| {size} | " + " | ".join(cells) + f" | {total} | {lean} |")
@@ -358,7 +382,8 @@ def report(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines += [
         "",
         "Ratios at each size (mean work seconds of the two pairs; peak RSS the larger "
-        'of the two runs). "thresholds precomputed" leaves out our calibrate phase:',
+        'of the two runs). Our no-drift run draws its null tables, the drift run finds them '
+        'on disk; "thresholds precomputed" leaves out our calibrate phase:',
         "",
         "| rows | vs | their s / our s | their s / our s, thresholds precomputed | "
         "their RSS / our RSS |",
@@ -427,12 +452,15 @@ def targets(by_key: dict, ratios: dict) -> list[str]:
     ours = [by_key.get(("modelyard", "1M", p)) for p in ("nodrift", "drift")]
     if all(r and r.get("status") == "ok" for r in ours):
         worst = max(r["seconds"] for r in ours)
+        stored = [r["seconds"] for r in ours if r.get("null_tables_drawn") == 0]
         lean = max(r["seconds"] - r["phases"]["calibrate"] for r in ours)
         rss = max(r["peak_rss_mb"] for r in ours)
         out.append(
-            f"- 1M rows profile + drift ≤ 3 s: {worst:.1f} s with calibration "
-            f"({'met' if worst <= 3 else 'NOT met'}); {lean:.2f} s with thresholds "
-            f"precomputed ({'met' if lean <= 3 else 'NOT met'})."
+            f"- 1M rows profile + drift ≤ 3 s: {worst:.2f} s with calibration, null tables "
+            f"drawn in the run ({'met' if worst <= 3 else 'NOT met'}); "
+            + (f"{max(stored):.2f} s with the tables on disk "
+               f"({'met' if max(stored) <= 3 else 'NOT met'}); " if stored else "")
+            + f"{lean:.2f} s with thresholds precomputed ({'met' if lean <= 3 else 'NOT met'})."
         )
         out.append(f"- 1M rows ≤ 500 MB peak: {rss:.0f} MB ({'met' if rss <= 500 else 'NOT met'}).")
     big = [by_key.get(("modelyard", "10M", p)) for p in ("nodrift", "drift")]
@@ -468,6 +496,9 @@ def main() -> None:
     parser.add_argument("--mem-cap-gb", type=float, default=16.0)
     parser.add_argument("--calibration-rows", type=int, default=100_000)
     parser.add_argument("--calibration-window", type=int, default=100_000)
+    parser.add_argument("--our-workers", type=int, default=1,
+                        help="processes our profile_table may use (the others use one); "
+                        "2 measured slower than 1 on this machine, see RESULTS.md")
     parser.add_argument(
         "--wait-idle",
         type=float,
@@ -504,6 +535,7 @@ def main() -> None:
     given_up: set[str] = set()
     for size in sizes:
         files = ensure(size, args.workdir)
+        shutil.rmtree(tables_dir(args, SIZES[size]), ignore_errors=True)
         for tool in tools:
             for pair in args.pairs.split(","):
                 if tool in given_up:

@@ -41,6 +41,7 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.last_request_id: str | None = None
+        self._input_names: dict[str, str] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -84,8 +85,11 @@ class Client:
         array = np.asarray(rows)
         if array.ndim == 1:
             array = array.reshape(1, -1)
-        meta = self.metadata(model)
-        name = meta["inputs"][0]["name"] if meta.get("inputs") else "input"
+        name = self._input_names.get(model)
+        if name is None:  # asked once per model and client: the input's name
+            meta = self.metadata(model)
+            name = meta["inputs"][0]["name"] if meta.get("inputs") else "input"
+            self._input_names[model] = name
         body: dict[str, Any] = {"inputs": [{
             "name": name, "datatype": datatype_of(array.dtype), "shape": list(array.shape),
             "data": array.ravel().tolist(),
@@ -113,3 +117,26 @@ class Client:
         answer = self._call("GET", f"/api/v1/models/{model}/monitoring", params=params)
         windows: list[dict[str, Any]] = answer["windows"]
         return windows
+
+    # -- rollouts ----------------------------------------------------------------------------
+
+    def rollout(self, model: str) -> dict[str, Any] | None:
+        """The model's active (else latest) rollout with its recent events, or None."""
+        answer = self._call("GET", f"/api/v1/models/{model}/rollout")
+        found: dict[str, Any] | None = answer["rollout"]
+        return found
+
+    def start_rollout(self, model: str, candidate: int, **spec: Any) -> dict[str, Any]:
+        """Start rolling ``candidate`` out: ``strategy``, ``steps``, ``step_duration``,
+        ``analysis``, ``sticky``, ``baseline`` as the admin API takes them."""
+        answer = self._call("POST", f"/api/v1/models/{model}/rollout",
+                            json={"candidate": candidate, **spec})
+        started: dict[str, Any] = answer["rollout"]
+        return started
+
+    def steer_rollout(self, model: str, action: str, reason: str | None = None) -> dict[str, Any]:
+        """``promote``, ``pause``, ``resume``, ``rollback`` or ``abort`` the active rollout."""
+        answer = self._call("POST", f"/api/v1/models/{model}/rollout/{action}",
+                            json={"reason": reason} if reason else None)
+        done: dict[str, Any] = answer["rollout"]
+        return done

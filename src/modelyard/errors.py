@@ -17,7 +17,8 @@ here knows about transports. The tree::
     ├── InvalidInput                the caller's data or arguments are wrong
     │   ├── SignatureMismatch       data does not fit a model's signature
     │   ├── ReferenceMismatch       reference data does not fit the model
-    │   └── PayloadTooLarge         a request body or tensor over the configured limit
+    │   ├── PayloadTooLarge         a request body or tensor over the configured limit
+    │   └── ModelFailed             the model raised on input that fit its signature
     ├── Unavailable                 the server cannot take this request now
     │   ├── ModelNotReady           the model is loading, unloaded or failed to load
     │   └── Overloaded              the model's queue is full; retry after a moment
@@ -93,6 +94,11 @@ class SignatureMismatch(InvalidInput):
 
 class ReferenceMismatch(InvalidInput):
     pass
+
+
+class ModelFailed(InvalidInput):
+    """Told to the caller as a client error (the model's own words), counted by monitoring and
+    rollout analysis as the model's failure."""
 
 
 class PayloadTooLarge(InvalidInput):

@@ -21,14 +21,21 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import uvicorn
 
 from modelyard.api import open_registry
+from modelyard.lifecycle.admin import RolloutAdmin
+from modelyard.lifecycle.routing import RolloutRouter
+from modelyard.rollout.state import RolloutStore
 from modelyard.serving import DataPlane, InferencePool, build_dataplane
 from modelyard.serving.rest import RestApp
 from modelyard.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard.lifecycle.controller import RolloutController
 
 logger = logging.getLogger("modelyard.server")
 
@@ -85,9 +92,13 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
     config = settings.serving
     pool = InferencePool(config.inference_threads)
     loop = asyncio.get_running_loop()
-    dataplane = await loop.run_in_executor(
-        None, build_dataplane, open_registry(settings), config, pool
-    )
+    registry = open_registry(settings)
+    dataplane = await loop.run_in_executor(None, build_dataplane, registry, config, pool)
+    rollouts = RolloutStore(registry)
+    router = RolloutRouter(rollouts, dataplane.manager)
+    await loop.run_in_executor(None, router.start)
+    dataplane.router = router
+    dataplane.rollouts = RolloutAdmin(rollouts)
     live = None
     if settings.monitoring.enabled:
         from modelyard.live.service import LiveMonitoring
@@ -96,6 +107,10 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
                               worker=worker, replica=f"{socket.gethostname()}-{os.getpid()}")
         live.attach(dataplane)
         live.start()
+    controller = None
+    if worker == 0:  # one controller steps the rollouts (another replica's may race: harmless)
+        controller = _controller(rollouts, dataplane, live)
+        controller.start()
     # Everything loaded so far (libraries, models) lives as long as the process: keep it out of
     # the cyclic GC's scans, whose full passes otherwise stall requests for tens of ms.
     gc.collect()
@@ -133,9 +148,30 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
             announce(f"  {slot.key} is {slot.state.lower()}: {slot.reason}")
     await _wait(stop, rest_task)
     await _shutdown(dataplane, rest, rest_task, grpc_server, config.drain_timeout_s)
+    if controller is not None:
+        await loop.run_in_executor(None, controller.close)
+    await loop.run_in_executor(None, router.close)
     if live is not None:
         await loop.run_in_executor(None, live.close)
     pool.shutdown()
+
+
+def _controller(rollouts: RolloutStore, dataplane: DataPlane, live: Any) -> RolloutController:
+    """The rollout controller of the primary worker, reading live data when monitoring is on."""
+    from modelyard.lifecycle.controller import RolloutController
+    from modelyard.lifecycle.signals import Signals
+
+    if live is not None:
+        signals = Signals(live.database, live.predictions, live.feedback, live.monitor.tables
+                          if live.monitor is not None else None)
+    else:
+        signals = Signals(rollouts.database)
+
+    def is_ready(model: str, version: int) -> bool:
+        return any(s.version == version and s.state == "READY"
+                   for s in dataplane.manager.versions(model))
+
+    return RolloutController(rollouts, signals, is_ready=is_ready)
 
 
 async def _wait(stop: asyncio.Event, rest_task: asyncio.Task[None]) -> None:

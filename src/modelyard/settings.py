@@ -102,6 +102,9 @@ class NotifierSettings(BaseModel):
     log: bool = Field(True, description="also write each notification to the server log")
     timeout_s: float = Field(5.0, gt=0, description="per delivery attempt")
     max_attempts: int = Field(10, ge=1, description="then the notification is given up")
+    retention_days: float = Field(
+        30.0, gt=0, description="delivered and given-up notifications are kept this long"
+    )
 
 
 class MonitoringSettings(BaseModel):
@@ -180,6 +183,11 @@ class Settings(BaseSettings):
         if self.artifacts_uri:
             return self.artifacts_uri
         return str((self.home / "artifacts").resolve())
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where work worth keeping between runs lives, e.g. drift null tables (``cache/nulls``)."""
+        return self.home / "cache"
 
     @property
     def resolved_actor(self) -> str:

@@ -42,6 +42,15 @@ def test_demo_runs_on_embedded_defaults_and_can_run_again(tmp_path: Path) -> Non
     assert (tmp_path / ".modelyard" / "demo-report.html").read_text().startswith("<!doctype")
     assert (tmp_path / ".modelyard" / "modelyard.db").is_file()
     assert (tmp_path / ".modelyard" / "artifacts" / "breast-cancer").is_dir()
+    # the monitoring loop: the server's own monitor judged both windows and raised the alerts
+    assert "alert DatasetDrift firing for breast-cancer:1" in first.stdout
+    assert "alert AccuracyDrop firing for breast-cancer:1" in first.stdout
+    status = _run("monitor", "status", "breast-cancer", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    live = _run("report", "--model", "breast-cancer:1", "--since", "1h", "--json", "-",
+                cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    assert "stored windows of breast-cancer:1" in live.stdout
     second = _run("demo", "--no-serve", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "registered breast-cancer:3" in second.stdout

@@ -37,14 +37,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE_S) -> None
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     database = Database(f"sqlite:///{tmp_path / 'live.db'}", StoreSettings(busy_timeout_s=0.05))
     database.migrate()

@@ -196,3 +196,69 @@ def test_delayed_labels_give_each_window_its_realised_accuracy(
     assert done["accuracy_drop"] == pytest.approx(
         modelyard.load("cancer", settings=served).manifest.provenance.metrics["accuracy"] - first
     )
+
+
+def test_requests_that_asked_for_other_outputs_do_not_stop_the_window_being_judged(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    """A client asking only for ``predict`` logs no probabilities: the estimate uses the rows
+    that have them, and the window is judged (it once failed every round, never stored)."""
+    from modelyard.live.predlog import PredictionLog
+    from modelyard.live.records import PredictionRecord
+
+    X, _ = cancer
+    columns = list(X.columns)
+    database = open_database(served.resolved_database_url, served.store)
+    clock = FakeClock(T0 + 5)
+    predictions = PredictionLog(database, clock=clock)
+    observations: list[Observation] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=clock,
+                          log=observations.extend)
+    rows = traffic(cancer, 9, 200)
+    for i, row in enumerate(rows):
+        frame = pd.DataFrame(row[None, :], columns=columns)
+        outputs = {"predict": cancer_model.predict(frame)}
+        if i % 2:
+            outputs["predict_proba"] = cancer_model.predict_proba(frame)
+        collector.observe(Observation("cancer", 1, f"m{i}", T0 + 1 + i * 1e-3, 0.002, 1,
+                                      columns, row[None, :], outputs, [0, 1]))
+    collector.close()
+    for observation in observations:
+        predictions.submit(PredictionRecord.of(observation))
+    predictions.flush()
+    clock.at = T0 + WINDOW + 1
+    [result] = Monitor(database, served, clock=clock, predictions=predictions).run_once()
+    assert result["rows"] == 200
+    assert result["performance"]["estimated_rows"] == 100
+    assert 0.8 < result["performance"]["accuracy_estimated"] <= 1.0
+
+
+def test_tensor_models_are_profiled_and_logged_whatever_their_width(settings: Settings) -> None:
+    """An ONNX model takes one wide tensor: its 64 features become columns X_0 … X_63; a
+    tensor too wide to profile (an image) leaves the inputs out but keeps the outputs and
+    the row count. Both reach the prediction log (a failed frame once dropped every log
+    record of its round)."""
+    database = open_database(settings.resolved_database_url, settings.store)
+    logged: list[Observation] = []
+    clock = FakeClock(T0 + 1)
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=clock,
+                          log=logged.extend)
+    rng = np.random.default_rng(2)
+    for i in range(30):
+        collector.observe(Observation("mlp", 1, f"m{i}", T0 + 1 + i * 1e-3, 0.001, 2, ["X"],
+                                      {"X": rng.random((2, 64))},
+                                      {"label": rng.integers(0, 10, 2)}, None))
+        collector.observe(Observation("cnn", 1, f"c{i}", T0 + 1 + i * 1e-3, 0.001, 1,
+                                      ["image"], {"image": rng.random((1, 784))},
+                                      {"label": rng.integers(0, 10, 1)}, None))
+    collector.close()
+    assert len(logged) == 60
+    windows = {w.model: w for w in load(database, "mlp") + load(database, "cnn")}
+    mlp, cnn = windows["mlp"], windows["cnn"]
+    assert (mlp.rows, cnn.rows) == (60, 30)
+    assert mlp.profile is not None
+    assert cnn.profile is not None
+    assert list(mlp.profile.schema)[:2] == ["X_0", "X_1"]
+    assert len(mlp.profile.schema) == 65  # 64 features and the label
+    assert list(cnn.profile.schema) == ["label"]
+    assert cnn.profile.rows == 30

@@ -173,6 +173,29 @@ def test_backoff_doubles_then_the_outbox_gives_up_and_keeps_the_error(
     assert "gave up notifying webhook:" in caplog.text
 
 
+def test_delivered_and_given_up_notifications_are_forgotten_after_the_retention(
+    database_url: str, receiver: Receiver
+) -> None:
+    clock = FakeClock()
+    db, alerts, _ = setup(database_url, [WebhookNotifier(receiver.url, timeout_s=5)], clock)
+    outbox = Outbox(db, [WebhookNotifier(receiver.url, timeout_s=5)], clock, max_attempts=2,
+                    firing=alerts.firing_payloads, retention=timedelta(days=30))
+    alerts.evaluate("churn:3", LABELS, {"drift_share": 0.6})
+    assert outbox.run_once() == 1  # delivered
+    receiver.codes = [503] * 10
+    alerts.evaluate("churn:4", LABELS, {"drift_share": 0.6})
+    outbox.run_once()
+    clock.at += timedelta(seconds=2)
+    outbox.run_once()  # its second failure: given up
+    clock.at += timedelta(days=29)
+    alerts.evaluate("churn:5", LABELS, {"drift_share": 0.6})
+    outbox.run_once()  # failed once, still being retried
+    assert len(outbox_rows(db)) == 3
+    clock.at += timedelta(days=2)  # the first two are past 30 days, the third is not
+    assert outbox.purge(clock.at - timedelta(days=30)) == 2
+    assert [row["subject"] for row in outbox_rows(db)] == ["churn:5"]
+
+
 def test_a_resolve_never_overtakes_its_firing(database_url: str, receiver: Receiver) -> None:
     receiver.codes = [500]
     clock = FakeClock()

@@ -372,3 +372,15 @@ def test_stopping_postgresql_under_load_loses_no_record_and_no_acknowledged_labe
     assert rows == distinct == submitted
     assert set(acknowledged) <= stored
     assert len(stored) == len(set(acknowledged))
+
+
+def test_a_batch_written_twice_is_stored_once(db: Database) -> None:
+    """A replay after an outage may repeat a batch that was in fact committed: no duplicates."""
+    from modelyard.live.records import row_of
+    from modelyard.live.sinks import DatabaseSink
+
+    rows = [row_of(record(i, T0)) for i in range(50)]
+    sink = DatabaseSink(db)
+    sink.write(rows)
+    sink.write([*rows[25:], row_of(record(99, T0))])
+    assert count(db, prediction_log) == 51

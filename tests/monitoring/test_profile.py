@@ -260,3 +260,20 @@ def test_foreign_corrupt_and_newer_profiles_are_refused() -> None:
     newer = blob[:6] + struct.pack("<H", 7) + blob[8:]
     with pytest.raises(InvalidInput, match="format version 7, newer than the version 1"):
         TableProfile.from_bytes(newer)
+
+
+def test_a_parquet_file_profiled_by_several_processes_equals_one_process(tmp_path: Path) -> None:
+    """(150 rows: within k, so the KLL sketches are exact and the summaries must be equal.)"""
+    path = tmp_path / "table.parquet"
+    frame(150, seed=3).to_parquet(path)
+    alone = profile_table(path, chunk_rows=40)
+    shared = profile_table(path, chunk_rows=40, workers=3)
+    assert shared.schema == alone.schema  # the file's column order, whoever sketched them
+    assert (shared.rows, shared.chunks) == (alone.rows, alone.chunks)
+    assert_same(shared.result(), alone.result())
+    with pytest.raises(InvalidInput, match="kinds names columns the table lacks: nope"):
+        profile_table(path, kinds={"nope": "numerical"}, workers=2)
+    bad = tmp_path / "words.parquet"
+    pd.DataFrame({"age": ["31", "forty"], "x": [1.0, 2.0]}).to_parquet(bad)
+    with pytest.raises(InvalidInput, match="column 'age' is numerical: 'forty' is not a number"):
+        profile_table(bad, kinds={"age": "numerical"}, workers=2)

@@ -32,7 +32,9 @@ def test_the_json_contract_holds_and_same_distribution_shows_no_drift() -> None:
     report = build_report(table(rng, 8000), table(rng, 2000), options=FAST)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["dataset_drift"] is False
-    assert data["drift_share"] == 0.0
+    # Each column may alarm falsely at alpha (1%) and the sketches compact at random, so one of
+    # five is possible by chance (the rate itself is held in test_calibration); two are not.
+    assert data["drift_share"] <= 0.2
     assert [c["name"] for c in data["columns"]] == ["x0", "x1", "x2", "x3", "c0"]
     for column in data["columns"]:
         assert {"name", "kind", "method", "score", "threshold", "drift_detected",

@@ -17,7 +17,9 @@ ROUTES = [
     ("post", "/v2/models/{m}/generate_stream"), ("post", "/v2/repository/index"),
     ("post", "/v2/repository/models/{m}/load"), ("post", "/v2/repository/models/{m}/unload"),
     ("post", "/v1/models/{m}:predict"), ("get", "/v1/models/{m}"), ("post", "/v1/feedback"),
-    ("get", "/api/v1/models/{m}/monitoring"), ("get", "/metrics"), ("get", "/openapi.json"),
+    ("get", "/api/v1/models/{m}/monitoring"), ("get", "/api/v1/models/{m}/rollout"),
+    ("post", "/api/v1/models/{m}/rollout"), ("post", "/api/v1/models/{m}/rollout/{action}"),
+    ("get", "/metrics"), ("get", "/openapi.json"),
 ]
 
 

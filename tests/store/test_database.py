@@ -19,7 +19,7 @@ def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str
     assert {"window_profiles", "prediction_log", "feedback", "monitor_results", "alert_rules",
             "alert_states", "alert_notifications"} <= tables
     with db.read() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     db.dispose()
 
 
@@ -80,4 +80,30 @@ def test_the_migrations_create_exactly_the_tables_the_code_declares(database_url
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         assert compare_metadata(context, metadata) == []
+    db.dispose()
+
+
+def test_upgrading_a_prediction_log_with_replayed_duplicates_keeps_one_of_each(
+    database_url: str,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from modelyard.store import database as module
+
+    db = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(module._migrations_dir()))
+    with db.write() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    row = ("INSERT INTO prediction_log (request_id, ts, model, version, inputs, outputs, "
+           "latency_ms) VALUES (:id, :ts, 'm', 1, '[]', '{}', 1.0)")
+    with db.write() as conn:
+        for request, ts in (("a", "t1"), ("a", "t1"), ("a", "t1"), ("b", "t1"), ("a", "t2")):
+            conn.execute(text(row), {"id": request, "ts": ts})
+    db.migrate()
+    with db.read() as conn:
+        kept = conn.execute(text("SELECT request_id, ts FROM prediction_log ORDER BY id")).all()
+    assert [tuple(r) for r in kept] == [("a", "t1"), ("b", "t1"), ("a", "t2")]
     db.dispose()

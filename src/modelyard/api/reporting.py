@@ -18,6 +18,7 @@ import pandas as pd
 from modelyard.api.predictor import Predictor, load
 from modelyard.errors import InvalidInput
 from modelyard.monitoring._tables import label_of
+from modelyard.monitoring.nulls import NullTables
 from modelyard.monitoring.report import Report, ReportOptions, Roles, build_report
 from modelyard.settings import Settings
 from modelyard.types import Task
@@ -42,6 +43,9 @@ def report(
     then ``reference`` defaults to the reference stored with it.
     """
     roles = roles or Roles()
+    options = options or ReportOptions()
+    if options.tables is None and settings is not None:
+        options = replace(options, tables=NullTables(settings.cache_dir / "nulls"))
     if model is None:
         if reference is None:
             raise InvalidInput("give a reference table, or a model whose reference to use")

@@ -25,6 +25,7 @@ from modelyard.cli import (
     monitor,
     register,
     report,
+    rollout,
     serve,
 )
 from modelyard.cli._common import err_console
@@ -88,6 +89,7 @@ app.command("register")(register.register)
 app.add_typer(models.app, name="models")
 app.add_typer(alias.app, name="alias")
 app.add_typer(audit.app, name="audit")
+app.add_typer(rollout.app, name="rollout")
 app.command("report")(report.report)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")

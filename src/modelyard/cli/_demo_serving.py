@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,10 +18,12 @@ from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
 
 
-def serve_and_query(config: Settings, model: str, rows: np.ndarray, requests: int = 300) -> bool:
-    """Start `modelyard serve` on free loopback ports, send ``requests`` one-row requests over
-    REST (tritonclient.http, binary tensors) and a few over gRPC, print latency percentiles,
-    stop the server with SIGTERM. Returns whether every answer matched the in-process model."""
+def serve_and_query(config: Settings, model: str, rows: np.ndarray, requests: int = 300, *,
+                    window_s: float = 60.0, then: Callable[[str], bool] | None = None) -> bool:
+    """Start `modelyard serve` on free loopback ports (monitoring windows of ``window_s``),
+    send ``requests`` one-row requests over REST (tritonclient.http, binary tensors) and a few
+    over gRPC, print latency percentiles, run ``then(url)``, stop the server with SIGTERM.
+    Returns whether every answer matched the in-process model and ``then`` succeeded."""
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -32,6 +35,7 @@ def serve_and_query(config: Settings, model: str, rows: np.ndarray, requests: in
         MODELYARD_HOME=str(config.home.resolve()),
         MODELYARD_DATABASE_URL=config.resolved_database_url,
         MODELYARD_ARTIFACTS_URI=config.resolved_artifacts_uri,
+        MODELYARD_MONITORING__WINDOW_S=str(window_s),
     )
     command = [sys.executable, "-m", "modelyard.cli", "serve", "--port", str(port),
                "--grpc-port", str(grpc_port)]
@@ -77,7 +81,8 @@ def serve_and_query(config: Settings, model: str, rows: np.ndarray, requests: in
             "  curl http://127.0.0.1:8080/metrics                        (Prometheus)",
         ):
             console.print(line, markup=False)
-        return matches == requests and grpc_ok
+        looped = then(f"http://127.0.0.1:{port}") if then is not None else True
+        return matches == requests and grpc_ok and looped
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -10,6 +10,7 @@ import typer
 from modelyard.cli._common import console, settings
 
 MODEL_NAME = "breast-cancer"
+WINDOW_S = 4.0  # monitoring windows of the demo server: short, so the loop shows in seconds
 
 
 def demo(
@@ -19,12 +20,13 @@ def demo(
     ),
 ) -> None:
     """Train two classifiers, register both with reference data, crown the better one
-    `champion`, load it back and predict, then serve it and query it over REST and gRPC."""
+    `champion`, load it back and predict, check a shifted table for drift, then serve it, query
+    it over REST and gRPC, and watch its monitor catch shifted traffic and falling accuracy."""
     import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import accuracy_score, roc_auc_score
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -48,6 +50,7 @@ def demo(
     for label, estimator in candidates.items():
         estimator.fit(X_train, y_train)
         auc = float(roc_auc_score(y_test, estimator.predict_proba(X_test)[:, 1]))
+        accuracy = float(accuracy_score(y_test, estimator.predict(X_test)))
         version = register(
             estimator,
             MODEL_NAME,
@@ -55,7 +58,7 @@ def demo(
             labels=y_train.rename("malignant"),
             description=f"{label} on the Wisconsin breast cancer data",
             tags={"algorithm": label},
-            metrics={"holdout_roc_auc": auc},
+            metrics={"holdout_roc_auc": auc, "accuracy": accuracy},
             settings=config,
         )
         scores[version.version] = auc
@@ -82,9 +85,14 @@ def demo(
     drift_ok = _drift_report(config, X_test.assign(malignant=y_test.to_numpy()))
     served = True
     if serve:
+        from modelyard.cli._demo_loop import monitoring_loop
         from modelyard.cli._demo_serving import serve_and_query
 
-        served = serve_and_query(config, MODEL_NAME, X_test.to_numpy())
+        served = serve_and_query(
+            config, MODEL_NAME, X_test.to_numpy(), window_s=WINDOW_S,
+            then=lambda url: monitoring_loop(config, url, MODEL_NAME, X_test,
+                                             y_test.to_numpy(), WINDOW_S),
+        )
     console.print(f"done in {time.perf_counter() - started:.1f} s. Look next at:")
     for command in (
         "modelyard serve        (then the OIP routes under http://127.0.0.1:8080/v2/)",
@@ -93,6 +101,9 @@ def demo(
         f"modelyard models show {MODEL_NAME}@champion",
         "modelyard audit list",
         "modelyard audit verify",
+        f"modelyard monitor status {MODEL_NAME}",
+        "modelyard alerts list",
+        f"modelyard report --model {MODEL_NAME}@champion --since 1h --html live.html",
         f"modelyard report --model {MODEL_NAME}@champion --current <table> --html report.html",
     ):
         console.print(f"  {command}", markup=False)

@@ -16,8 +16,13 @@ from modelyard.errors import InvalidInput
 
 def report(
     ctx: typer.Context,
-    current: Path = typer.Option(
-        ..., "--current", "-c", help="The table to check (Parquet or CSV).", show_default=False
+    current: Path | None = typer.Option(
+        None, "--current", "-c", help="The table to check (Parquet or CSV); or use --since.",
+        show_default=False,
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="Instead of --current: the live windows of --model served in "
+        "this span (24h, 30m, 7d or an ISO time), from the stored window profiles.",
     ),
     reference: Path | None = typer.Option(
         None, "--reference", "-r", help="The table to compare with (Parquet or CSV); defaults "
@@ -70,12 +75,22 @@ def report(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and calibration."),
 ) -> None:
-    """Compare a current table with a reference: drift per column, quality, performance."""
+    """Compare a current table with a reference: drift per column, quality, performance.
+
+    The current side is a table (--current) or the live traffic a model version served
+    (--model m@alias --since 24h), read from the window profiles `modelyard serve` stored.
+    """
     from modelyard.api.reporting import report as build
+    from modelyard.live.reports import window_report
     from modelyard.monitoring.html import render_html
     from modelyard.monitoring.quality import load_overrides
     from modelyard.monitoring.report import ReportOptions, Roles
 
+    if (current is None) == (since is None):
+        raise InvalidInput("give either --current TABLE or --model NAME --since SPAN")
+    if since is not None and (model is None or reference is not None):
+        raise InvalidInput("--since reports on a model's live windows against its stored "
+                           "reference: give --model and no --reference")
     if task is not None and task not in ("classification", "regression"):
         raise InvalidInput(f"--task must be classification or regression, not {task!r}")
     options = ReportOptions(
@@ -87,8 +102,13 @@ def report(
     roles = Roles(target=target, prediction=prediction,
                   probabilities=parse_pairs(probability, "--probability"), task=task)
     with _ProgressBar() as bar:
-        result = build(current, reference, model=model, roles=roles, options=options,
-                       settings=settings(ctx), progress=bar)
+        if since is not None:
+            assert model is not None
+            result = window_report(model, since, settings=settings(ctx), options=options,
+                                   progress=bar)
+        else:
+            result = build(current, reference, model=model, roles=roles, options=options,
+                           settings=settings(ctx), progress=bar)
     data = result.to_dict()
     if json_out is not None:
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=str)
@@ -142,11 +162,14 @@ def _print_summary(data: dict[str, Any], json_out: Path | None, html_out: Path |
         )
     console.print(table)
     for result in data.get("multivariate", []):
+        if result.get("score") is None:
+            console.print(f"multivariate {result['method']}: not computed "
+                          f"({result.get('note', '')})", markup=False)
+            continue
         console.print(
             f"multivariate {result['method']}: "
             + ("DRIFT" if result.get("drift_detected") else "ok")
-            + (f" (score {_fmt(result.get('score'))}, threshold {_fmt(result.get('threshold'))})"
-               if result.get("score") is not None else f" ({result.get('note', '')})")
+            + f" (score {_fmt(result.get('score'))}, threshold {_fmt(result.get('threshold'))})"
         )
     findings = [f for c in data["columns"] for f in c["quality"]] + data.get("quality", [])
     for finding in findings[:20]:

@@ -33,6 +33,7 @@ log = logging.getLogger("modelyard.monitoring")
 PREDICTION = "prediction"
 PROBABILITY_PREFIX = "proba_"
 _MAX_OUTPUT_COLUMNS = 16
+_MAX_INPUT_COLUMNS = 256  # a wider tensor (an image) is not profiled feature by feature
 
 
 @dataclass(slots=True)
@@ -48,6 +49,8 @@ def frame_of(observations: list[Observation]) -> pd.DataFrame:
     first = observations[0]
     inputs = _inputs([o.data for o in observations], first)
     outputs = _outputs([o.outputs for o in observations], first.classes)
+    if not len(inputs.columns):  # nothing profiled of the inputs: still one row per input row
+        inputs = pd.DataFrame(index=pd.RangeIndex(sum(o.rows for o in observations)))
     outputs.index = inputs.index
     return pd.concat([inputs, outputs], axis=1) if len(outputs.columns) else inputs
 
@@ -70,7 +73,7 @@ def _inputs(parts: list[Any], first: Observation) -> pd.DataFrame:
                 columns[name] = flat[:, 0]
             elif flat.shape[1] == len(first.columns) and len(parts[0]) == 1:
                 columns.update({c: flat[:, i] for i, c in enumerate(first.columns)})
-            elif flat.shape[1] <= _MAX_OUTPUT_COLUMNS:
+            elif flat.shape[1] <= _MAX_INPUT_COLUMNS:
                 columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
         return pd.DataFrame(columns)
     frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=first.columns)
@@ -79,11 +82,22 @@ def _inputs(parts: list[Any], first: Observation) -> pd.DataFrame:
 
 
 def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None) -> pd.DataFrame:
+    """The outputs as columns; an output some requests did not ask for is missing (NaN) on
+    their rows."""
     columns: dict[str, np.ndarray] = {}
-    for name in parts[0]:
-        if not all(name in p for p in parts):
-            continue
-        stacked = np.concatenate([np.asarray(p[name]) for p in parts])
+    names = list(dict.fromkeys(name for part in parts for name in part))
+    rows = [len(np.asarray(next(iter(p.values())))) if p else 0 for p in parts]
+    for name in names:
+        present = [np.asarray(p[name]) for p in parts if name in p]
+        if len(present) < len(parts):
+            width = int(np.prod(present[0].shape[1:])) if present[0].ndim > 1 else 1
+            if present[0].dtype.kind not in "fiub":
+                continue  # text outputs without a value to stand for "missing"
+            filled = [np.asarray(p[name], dtype=np.float64).reshape(n, -1) if name in p
+                      else np.full((n, width), np.nan) for p, n in zip(parts, rows, strict=True)]
+            stacked = np.concatenate(filled)
+        else:
+            stacked = np.concatenate(present)
         flat = stacked.reshape(len(stacked), -1)
         if name == "predict_proba" and classes and flat.shape[1] == len(classes):
             columns.update({f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i]
@@ -122,6 +136,7 @@ class Collector:
         self.max_buffer = max_buffer
         self.dropped = 0
         self.observed = 0
+        self._warned: dict[tuple[str, int], str] = {}
         self._buffer: deque[Observation | _Failure] = deque()
         self._windows: dict[tuple[str, int], WindowProfile] = {}
         self._pending: list[WindowProfile] = []  # ended, not stored yet
@@ -184,6 +199,7 @@ class Collector:
             for (model, version, start), observations in groups.items():
                 self._update(self._window(model, version, start), observations)
         observed = [item for item in taken if isinstance(item, Observation)]
+        # (the prediction log gets every observation, whatever became of the profiles)
         self.observed += len(observed)
         if self.log is not None and observed:
             self.log(observed)
@@ -208,16 +224,19 @@ class Collector:
         return late
 
     def _update(self, window: WindowProfile, observations: list[Observation]) -> None:
-        frame = frame_of(observations)
-        if window.profile is None:
-            kinds = {PREDICTION: CATEGORICAL} if observations[0].classes and (
-                PREDICTION in frame.columns) else {}
-            window.profile = TableProfile(kinds=kinds)
         try:
+            frame = frame_of(observations)
+            if window.profile is None:
+                kinds = {PREDICTION: CATEGORICAL} if observations[0].classes and (
+                    PREDICTION in frame.columns) else {}
+                window.profile = TableProfile(kinds=kinds)
             window.profile.update(frame)
         except Exception as error:  # e.g. a column changed kind mid-window; keep serving
-            log.warning("monitoring: %s:%s window profile skipped %d rows: %s", window.model,
-                        window.version, len(frame), error)
+            rows = sum(o.rows for o in observations)
+            if self._warned.get((window.model, window.version)) != str(error):
+                self._warned[(window.model, window.version)] = str(error)  # once per cause
+                log.warning("monitoring: %s:%s window profile skipped %d rows: %s",
+                            window.model, window.version, rows, error)
 
     def flush(self, ended_only: bool = False) -> int:
         """Store ended windows (and, unless ``ended_only``, the open ones); returns how many."""

@@ -274,6 +274,11 @@ class FeedbackStore:
             self.duplicates += repeats
         return FeedbackResult(kept, repeats, [], deferred=True)
 
+    def adopt(self, journal: Journal) -> int:
+        """Replay another worker's journal (one no process runs any more) into this sink;
+        returns the labels replayed. Raises what the sink raised; the rest stays there."""
+        return journal.replay(self._replay)
+
     def _replay(self, rows: list[Row]) -> None:
         with self.database.write() as conn:
             conn.execute(self._insert_ignoring_duplicates(), rows)

@@ -46,6 +46,7 @@ from modelyard.monitoring.columns import (
     summarised,
 )
 from modelyard.monitoring.drift import default_method
+from modelyard.monitoring.nulls import NullTables
 from modelyard.monitoring.performance import classification_metrics, regression_metrics
 from modelyard.monitoring.profile import TableProfile, profile_table
 from modelyard.monitoring.quality import QualityRules
@@ -114,6 +115,7 @@ class Monitor:
         self.feedback = feedback
         self.predictions = predictions
         self._references: dict[tuple[str, int], _Reference | None] = {}
+        self.tables = NullTables(settings.cache_dir / "nulls")
 
     def run_once(self) -> list[dict[str, Any]]:
         """Judge every ended window without a result yet; returns the new results."""
@@ -126,7 +128,15 @@ class Monitor:
             for window in load_windows(self.database, model, version, since, ended):
                 if iso(window.start) in done:
                     continue
-                result = self.judge(window)
+                try:
+                    result = self.judge(window)
+                except InvalidInput as error:
+                    # the window's data cannot be judged, now or later: say so once, go on
+                    log.warning("monitoring: %s:%s window %s not judged: %s", model, version,
+                                iso(window.start), error)
+                    result = {"model": model, "version": version,
+                              "window_start": iso(window.start), "window_end": iso(window.end),
+                              "rows": window.rows, "note": f"not judged: {error}"}
                 if self.evaluate_alerts is not None:
                     # before storing: a failed evaluation leaves the window to the next round
                     self.evaluate_alerts(f"{model}:{version}",
@@ -195,15 +205,25 @@ class Monitor:
         since = datetime.fromtimestamp(window.start, UTC)
         until = datetime.fromtimestamp(window.end, UTC)
         section: dict[str, Any] = {}
-        if reference.cbpe is not None and self.predictions is not None:
-            rows = self.predictions.records(window.model, window.version, since, until)
-            columns = [f"{PROBABILITY_PREFIX}{label_of(c)}" for c in reference.classes]
+        columns = [f"{PROBABILITY_PREFIX}{label_of(c)}" for c in reference.classes]
+        logged_proba = window.profile is not None and all(
+            c in window.profile.schema for c in columns)
+        if reference.cbpe is not None and self.predictions is not None and logged_proba:
+            # (no request of the window asked for probabilities: nothing to read; else a
+            # bounded sample of the window's records is enough for the estimate)
+            rows = self.predictions.records(window.model, window.version, since, until,
+                                            limit=_ESTIMATE_ROWS)
             if len(rows) and all(c in rows.columns for c in columns):
-                estimate = reference.cbpe.estimate(rows[columns].to_numpy(np.float64))
-                accuracy = estimate.get("accuracy")
-                if accuracy is not None:
-                    section["accuracy_estimated"] = accuracy.value
-                    section["estimated"] = {k: v.to_dict() for k, v in estimate.items()}
+                proba = rows[columns].to_numpy(np.float64)
+                # A request that asked for other outputs logged no probabilities.
+                proba = proba[np.isfinite(proba).all(axis=1)]
+                if len(proba):
+                    estimate = reference.cbpe.estimate(proba)
+                    accuracy = estimate.get("accuracy")
+                    if accuracy is not None:
+                        section["accuracy_estimated"] = accuracy.value
+                        section["estimated"] = {k: v.to_dict() for k, v in estimate.items()}
+                    section["estimated_rows"] = len(proba)
         section.update(self._realised(reference, window.model, window.version, since, until))
         baseline = reference.baseline_accuracy
         latest = section.get("accuracy_realised", section.get("accuracy_estimated"))
@@ -216,7 +236,9 @@ class Monitor:
         if self.feedback is None or reference.task not in ("classification", "regression"):
             return {}
         labelled = self.feedback.labels_for(model, version, since, until)
-        labelled = labelled[labelled["label"].notna()] if len(labelled) else labelled
+        if len(labelled) and PREDICTION in labelled.columns:
+            # a request that asked for other outputs logged no prediction to judge
+            labelled = labelled[labelled["label"].notna() & labelled[PREDICTION].notna()]
         if not len(labelled) or PREDICTION not in labelled.columns:
             return {"labels": 0}
         if reference.task == "regression":
@@ -298,6 +320,7 @@ class Monitor:
             values = calibration_column(reference.sample[name].to_numpy(), kind)
             reference.thresholds[key] = calibrate(
                 values, default_method(kind), bucket, alpha=self.config.alpha, n_boot=200,
+                tables=self.tables,
             )
         return reference.thresholds[key]
 
@@ -378,6 +401,9 @@ def reference_outputs(predictor: Predictor, features: pd.DataFrame) -> pd.DataFr
         for i, label in enumerate(predictor.classes):
             columns[f"{PROBABILITY_PREFIX}{label_of(label)}"] = array[:, i]
     return pd.DataFrame(columns, index=features.index)
+
+
+_ESTIMATE_ROWS = 20_000  # records read per window for the label-free estimate, at most
 
 
 def metric_values(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select, text, update
+from sqlalchemy import and_, delete, or_, select, text, update
 
 from modelyard.errors import InvalidInput, Unavailable, first_line
 from modelyard.live._clock import Clock, SystemClock
@@ -47,6 +47,7 @@ log = logging.getLogger("modelyard.alerts")
 
 Payload = dict[str, Any]
 _OUTBOX_LOCK_KEY = 0x616C65727473  # pg_advisory_xact_lock key: one claimer at a time
+_PURGE_EVERY_S = 3600.0  # how often the outbox forgets notifications past their retention
 _BACKOFF_BASE_S = 1.0
 _BACKOFF_CAP_S = 300.0
 
@@ -209,7 +210,7 @@ class Outbox:
     def __init__(self, database: Database, notifiers: Sequence[Notifier],
                  clock: Clock | None = None, max_attempts: int = 10, *,
                  firing: Callable[[], list[Payload]] | None = None, batch_size: int = 100,
-                 lease_s: float = 60.0) -> None:
+                 lease_s: float = 60.0, retention: timedelta | None = None) -> None:
         self.database = database
         self.notifiers = {notifier.name: notifier for notifier in notifiers}
         self.clock = clock or SystemClock()
@@ -217,6 +218,8 @@ class Outbox:
         self.firing = firing
         self.batch_size = batch_size
         self.lease_s = lease_s
+        self.retention = retention
+        self._purged_at = -1e18
         self._reminded: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -315,11 +318,27 @@ class Outbox:
                             notifier.name, len(firing), first_line(str(error)))
         return sent
 
+    def purge(self, older_than: datetime) -> int:
+        """Forget notifications delivered, or given up, before ``older_than``; returns how many.
+        Those still being retried stay, whatever their age."""
+        table = alert_notifications
+        cutoff = stamp(older_than)
+        done = or_(table.c.delivered_at < cutoff,
+                   and_(table.c.delivered_at.is_(None), table.c.attempts >= self.max_attempts,
+                        table.c.created_at < cutoff))
+        with self.database.write() as conn:
+            return int(conn.execute(delete(table).where(done)).rowcount or 0)
+
     def run_once(self) -> int:
-        """Deliver what is due, then send reminders that are due; never raises."""
+        """Deliver what is due, then send reminders that are due, and once an hour forget
+        what passed the retention; never raises."""
         try:
             delivered = self.deliver_due()
             self.resend_firing()
+            if (self.retention is not None
+                    and self.clock.monotonic() - self._purged_at >= _PURGE_EVERY_S):
+                self._purged_at = self.clock.monotonic()
+                self.purge(self.clock.now() - self.retention)
             return delivered
         except Exception:
             log.exception("alerts: the delivery round failed; retrying next tick")
@@ -356,5 +375,6 @@ class Alerting:
         notifiers = notifiers_from_settings(config.notifiers, clock)
         evaluator = AlertEvaluator(database, rules, [n.name for n in notifiers], clock)
         outbox = Outbox(database, notifiers, clock, config.notifiers.max_attempts,
-                        firing=evaluator.firing_payloads)
+                        firing=evaluator.firing_payloads,
+                        retention=timedelta(days=config.notifiers.retention_days))
         return cls(rules, evaluator, outbox)

@@ -242,6 +242,11 @@ class PredictionLog:
         kept = self.journal.append(rows) if self.journal is not None else 0
         self._count(spooled=kept, dropped=len(rows) - kept)
 
+    def adopt(self, journal: Journal) -> int:
+        """Replay another worker's journal (one no process runs any more) into this sink;
+        returns the records replayed. Raises what the sink raised; the rest stays there."""
+        return journal.replay(self._replay)
+
     def _replay(self, rows: list[Row]) -> None:
         stored = self.sink.write(rows)
         self._count(written=stored, replayed=stored, dropped=len(rows) - stored)
@@ -305,15 +310,16 @@ class PredictionLog:
 
     def records(
         self, model: str, version: int | None = None, since: datetime | None = None,
-        until: datetime | None = None,
+        until: datetime | None = None, limit: int | None = None,
     ) -> pd.DataFrame:
         """Stored records of ``model`` (one version, or all) with ``since <= ts < until``.
 
         One row per input row: ``request_id``, ``ts`` (UTC), ``model``, ``version``,
         ``latency_ms``, then the input columns, then the outputs (an output whose name is
         taken gets an ``output_`` prefix). Records still queued or spooled are not included.
+        ``limit`` keeps the first that many records (requests, not rows).
         """
-        return frame_of(self.sink.read(model, version, since, until))
+        return frame_of(self.sink.read(model, version, since, until, limit))
 
 
 # -- records → rows → tables ---------------------------------------------------------------

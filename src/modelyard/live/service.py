@@ -86,8 +86,44 @@ class LiveMonitoring:
         self._thread.start()
 
     def _loop(self) -> None:
+        if self.monitor is not None:
+            self.adopt_orphans()
         while not self._stop.wait(self.tick_s):
             self.tick()
+
+    def adopt_orphans(self) -> int:
+        """Replay the journals of slots no process holds (run by the primary at start).
+
+        A worker's slot is replayed by the worker that next takes it; when a server restarts
+        with fewer workers, or a home's second server is gone for good, nobody takes it again,
+        and its spooled records and labels would wait forever. Returns the records replayed;
+        a failure (the database still away) leaves the rest for the next start.
+        """
+        mine = {journal.directory.parent for journal in self.journals}
+        limit = self.settings.monitoring.journal_max_bytes
+        owners: dict[str, Any] = {"predictions": self.predictions, "feedback": self.feedback}
+        replayed = 0
+        for slot in sorted((self.settings.home / "journal").glob("slot-*")):
+            if slot in mine:
+                continue
+            for name, owner in owners.items():
+                if not (slot / name).is_dir():
+                    continue
+                try:
+                    journal = Journal(slot / name, limit)
+                except StorageError:
+                    continue  # a live worker holds it and replays it itself
+                try:
+                    if journal.records:
+                        count = owner.adopt(journal)
+                        replayed += count
+                        log.info("monitoring: replayed %d %s left in %s", count, name, slot)
+                except Exception as error:
+                    log.warning("monitoring: %s left in %s stay for the next start: %s", name,
+                                slot, str(error).splitlines()[0] if str(error) else error)
+                finally:
+                    journal.close()
+        return replayed
 
     def tick(self) -> None:
         """Judge ended windows (primary only) and refresh the gauges; never raises."""

@@ -12,6 +12,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Select, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from modelyard.errors import DatabaseUnavailable
@@ -38,7 +39,7 @@ class Sink(Protocol):
     def purge(self, older_than: datetime) -> int: ...
 
     def read(self, model: str, version: int | None, since: datetime | None,
-             until: datetime | None) -> list[Row]: ...
+             until: datetime | None, limit: int | None = None) -> list[Row]: ...
 
 
 class DatabaseSink:
@@ -47,12 +48,20 @@ class DatabaseSink:
     def __init__(self, database: Database) -> None:
         self.database = database
 
+    def _insert(self) -> Any:
+        """An INSERT that skips rows already stored (a batch replayed after an outage)."""
+        if self.database.dialect == "postgresql":
+            return postgresql.insert(prediction_log).on_conflict_do_nothing()
+        if self.database.dialect == "sqlite":
+            return sqlite.insert(prediction_log).on_conflict_do_nothing()
+        return insert(prediction_log)
+
     def write(self, rows: list[Row]) -> int:
         if not rows:
             return 0
         try:
             with self.database.write() as conn:
-                conn.execute(insert(prediction_log), rows)
+                conn.execute(self._insert(), rows)
         except Exception as error:
             if is_unavailable(error):
                 raise
@@ -67,7 +76,7 @@ class DatabaseSink:
         for row in rows:
             try:
                 with self.database.write() as conn:
-                    conn.execute(insert(prediction_log), [row])
+                    conn.execute(self._insert(), [row])
                 stored += 1
             except Exception as row_error:
                 if is_unavailable(row_error):
@@ -83,12 +92,15 @@ class DatabaseSink:
         return int(result.rowcount or 0)
 
     def read(self, model: str, version: int | None, since: datetime | None,
-             until: datetime | None) -> list[Row]:
+             until: datetime | None, limit: int | None = None) -> list[Row]:
         t = prediction_log
         query = logged(select(t.c.request_id, t.c.ts, t.c.model, t.c.version, t.c.latency_ms,
                               t.c.inputs, t.c.outputs), model, version, since, until)
+        query = query.order_by(t.c.ts, t.c.id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.database.read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query.order_by(t.c.ts, t.c.id))]
+            return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
@@ -151,7 +163,7 @@ class ParquetSink:
         return removed
 
     def read(self, model: str, version: int | None, since: datetime | None,
-             until: datetime | None) -> list[Row]:
+             until: datetime | None, limit: int | None = None) -> list[Row]:
         first = iso(since)[:10] if since is not None else ""
         last = iso(until)[:10] if until is not None else "9999"
         start = iso(since) if since is not None else ""
@@ -171,7 +183,7 @@ class ParquetSink:
                     row["outputs"] = orjson.loads(row["outputs"])
                     rows.append(row)
         rows.sort(key=lambda row: row["ts"])
-        return rows
+        return rows if limit is None else rows[:limit]
 
 
 _SCHEMA = pa.schema([

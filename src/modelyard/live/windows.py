@@ -61,8 +61,8 @@ class WindowProfile:
         if other.profile is not None:
             if self.profile is None:
                 self.profile = TableProfile.from_bytes(other.profile.to_bytes())
-            else:
-                self.profile.merge(other.profile)
+            else:  # requests asking for other outputs leave those columns missing
+                self.profile.merge(other.profile, union=True)
         if other.latency is not None:
             if self.latency is None:
                 self.latency = NumericSketch.from_bytes(other.latency.to_bytes())

@@ -137,7 +137,14 @@ def scan(
     k: int = 200,
 ) -> Scan:
     """Read ``source`` once in chunks: profile it, sample ``sample_rows`` rows uniformly, keep
-    whole the columns named in ``keep`` (labels, predictions), and report progress."""
+    whole the columns named in ``keep`` (labels, predictions), and report progress.
+
+    A :class:`TableProfile` is taken as it is: there are no rows to sample, score or keep.
+    """
+    if isinstance(source, TableProfile):
+        if source.rows == 0:
+            raise InvalidInput("the profile has no rows")
+        return Scan(f"a profile of {source.rows:,} rows", source, pd.DataFrame())
     what, names, chunks = peek(source, chunk_rows)
     total = total_rows(source)
     profile: TableProfile | None = None

@@ -31,7 +31,8 @@ KINDS = (NUMERICAL, CATEGORICAL)
 FORMAT_VERSION = 1  # of serialized sketches and profiles
 
 Chunk = Any  # pd.DataFrame | pa.Table | pa.RecordBatch | 2-D np.ndarray
-_PARQUET = (".parquet", ".pq", ".parq")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_PARQUET = PARQUET_SUFFIXES
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst", ".csv.zip")
 _READ_ERRORS = (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError, OSError)
 _HEADER = struct.Struct("<HI")  # format version, CRC-32 of the payload
@@ -57,7 +58,7 @@ def open_source(source: Any, chunk_rows: int) -> tuple[str, Iterator[Chunk]]:
         if not path.is_file():
             raise InvalidInput(f"{what} does not exist or is not a file")
         if name.endswith(_PARQUET):
-            return what, _guarded(what, _parquet_chunks(path, chunk_rows))
+            return what, _guarded(what, parquet_chunks(path, chunk_rows))
         if name.endswith(_CSV):
             return what, _guarded(what, _csv_chunks(path, chunk_rows))
         raise InvalidInput(f"cannot tell the format of {what}: name it *.parquet or *.csv")
@@ -71,10 +72,27 @@ def _starts(table: Any, chunk_rows: int) -> range:
     return range(0, len(table), chunk_rows)
 
 
-def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def parquet_chunks(path: Path, chunk_rows: int,
+                   columns: list[str] | None = None) -> Iterator[Chunk]:
+    """Record batches of ``chunk_rows`` rows (of ``columns`` only, when given)."""
     # pre_buffer would keep every row group read so far in memory until the file is closed
-    with pq.ParquetFile(path, pre_buffer=False) as file:
-        yield from file.iter_batches(batch_size=chunk_rows)
+    # buffer_size: read column chunks page by page, so a batch, not a row group, sets the memory
+    with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as file:
+        yield from file.iter_batches(batch_size=chunk_rows, columns=columns)
+
+
+def parquet_columns(path: Path) -> list[str]:
+    """The column names of a Parquet file, from its footer."""
+    try:
+        with pq.ParquetFile(path) as file:
+            return list(file.schema_arrow.names)
+    except _READ_ERRORS as error:
+        raise InvalidInput(f"'{path}' cannot be read: {first_line(str(error))}") from None
+
+
+def guarded(what: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Reading errors become one clear line; errors raised by the consumer pass untouched."""
+    return _guarded(what, chunks)
 
 
 def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:

@@ -33,13 +33,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import ClassVar, Protocol, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modelyard.errors import InvalidInput
+from modelyard.monitoring.weighted import WeightedItems
 
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
@@ -94,17 +94,12 @@ def _counts(reference: Mapping[str, float], current: Mapping[str, float]) -> tup
     return ref, cur
 
 
-def _items(sketch: QuantileSketch) -> tuple[Floats, Floats]:
-    pairs = np.fromiter(chain.from_iterable(sketch), dtype=np.float64).reshape(-1, 2)
-    return pairs[:, 0], pairs[:, 1]
+def _weighted(sketch: QuantileSketch) -> WeightedItems:
+    """The sketch's items and weights as arrays: every query below is then numpy, not C++ calls."""
+    return sketch if isinstance(sketch, WeightedItems) else WeightedItems.of(sketch)
 
 
-def _cdf(sketch: QuantileSketch, points: Floats) -> Floats:
-    """P(X ≤ x) at each point; the sketch's CDF is a step function jumping at its items."""
-    return np.asarray(sketch.get_cdf(points.tolist(), True), dtype=np.float64)[:-1]
-
-
-def _binned(reference: QuantileSketch, current: QuantileSketch, bins: int) -> tuple[Floats, Floats]:
+def _binned(reference: WeightedItems, current: WeightedItems, bins: int) -> tuple[Floats, Floats]:
     """Counts in bins cut at the reference's 1/bins … (bins-1)/bins quantiles."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
         raise InvalidInput(f"bins must be an integer of at least 2, not {bins!r}")
@@ -131,9 +126,9 @@ class DriftMethod:
         if isinstance(reference, Mapping) and isinstance(current, Mapping):
             return self._compare_counts(*_counts(reference, current))
         ref, cur = cast(QuantileSketch, reference), cast(QuantileSketch, current)
-        return self._compare_sketches(ref, cur)
+        return self._compare_sketches(_weighted(ref), _weighted(cur))
 
-    def _compare_sketches(self, reference: QuantileSketch, current: QuantileSketch) -> float:
+    def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
         raise NotImplementedError
 
     def _compare_counts(self, reference: Floats, current: Floats) -> float:
@@ -159,9 +154,9 @@ class KolmogorovSmirnov(DriftMethod):
     name: ClassVar[str] = "ks"
     kinds: ClassVar[frozenset[str]] = frozenset({NUMERICAL})
 
-    def _compare_sketches(self, reference: QuantileSketch, current: QuantileSketch) -> float:
-        grid = np.unique(np.concatenate([_items(reference)[0], _items(current)[0]]))
-        return float(np.max(np.abs(_cdf(reference, grid) - _cdf(current, grid))))
+    def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
+        grid = np.unique(np.concatenate([reference.items, current.items]))
+        return float(np.max(np.abs(reference.cdf(grid) - current.cdf(grid))))
 
 
 @dataclass(frozen=True)
@@ -183,12 +178,12 @@ class Wasserstein(DriftMethod):
     name: ClassVar[str] = "wasserstein"
     kinds: ClassVar[frozenset[str]] = frozenset({NUMERICAL})
 
-    def _compare_sketches(self, reference: QuantileSketch, current: QuantileSketch) -> float:
-        values, weights = _items(reference)
-        grid = np.unique(np.concatenate([values, _items(current)[0]]))
+    def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
+        values, weights = reference.items, reference.weights
+        grid = np.unique(np.concatenate([values, current.items]))
         if not np.all(np.isfinite(grid)):
             raise InvalidInput("the Wasserstein distance needs finite values; a sketch holds ±inf")
-        gaps = np.abs(_cdf(reference, grid) - _cdf(current, grid))[:-1]
+        gaps = np.abs(reference.cdf(grid) - current.cdf(grid))[:-1]
         w1 = float(np.sum(gaps * np.diff(grid)))
         mean = float(np.average(values, weights=weights))
         std = math.sqrt(float(np.average((values - mean) ** 2, weights=weights)))
@@ -206,7 +201,7 @@ class _Binned(DriftMethod):
     bins: int = 20
     kinds: ClassVar[frozenset[str]] = frozenset({NUMERICAL, CATEGORICAL})
 
-    def _compare_sketches(self, reference: QuantileSketch, current: QuantileSketch) -> float:
+    def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
         return self._compare_counts(*_binned(reference, current, self.bins))
 
 

@@ -43,6 +43,7 @@ from modelyard.monitoring.columns import (
     summarised,
 )
 from modelyard.monitoring.drift import METHODS, default_method
+from modelyard.monitoring.nulls import NullTables
 from modelyard.monitoring.profile import TableProfile
 from modelyard.monitoring.quality import Finding, QualityRules
 from modelyard.monitoring.sketches import CategoricalSketch, NumericSketch
@@ -80,7 +81,9 @@ class ReportOptions:
     column; otherwise the default per kind. ``alpha`` is the false-alarm rate per column,
     ``drift_share`` the share of drifted features that is dataset drift, ``min_effect`` a score
     below which a significant shift is not drift. ``quality`` overrides the learned quality
-    rules (the YAML of :func:`modelyard.monitoring.quality.load_overrides`).
+    rules (the YAML of :func:`modelyard.monitoring.quality.load_overrides`). ``tables`` keeps
+    the numerical null tables (:class:`~modelyard.monitoring.nulls.NullTables`; by default the
+    process's, in memory).
     """
 
     method: str | None = None
@@ -98,6 +101,7 @@ class ReportOptions:
     ignore: Sequence[str] = ()
     chunk_rows: int = 250_000
     k: int = 200
+    tables: NullTables | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,9 @@ def build_report(
     Parameters
     ----------
     reference, current
-        DataFrames, Arrow tables, 2-D arrays, or paths of Parquet or CSV files.
+        DataFrames, Arrow tables, 2-D arrays, or paths of Parquet or CSV files. ``current``
+        may also be a :class:`TableProfile` (e.g. merged live windows): drift, quality and skew
+        are compared on it; the checks that need rows (multivariate, performance) say so.
     roles
         The label, prediction and probability columns; every other column is a feature.
     options
@@ -322,6 +328,7 @@ def _column(
     threshold = calibrate(
         values, method, min(cur.profile.rows, options.calibration_window), alpha=options.alpha,
         n_boot=options.n_boot, seed=options.seed, k=options.k, min_effect=options.min_effect,
+        tables=options.tables,
     )
     result = column_drift(summarised(mine.sketch), summarised(theirs.sketch), threshold)
     return ColumnReport(method=result.method, score=finite_or_none(result.score),
@@ -371,6 +378,10 @@ def _multivariate(
 ) -> tuple[dict[str, Any], ...]:
     if not options.multivariate or len(features) < 2:
         return ()
+    if ref.sample.empty or cur.sample.empty:
+        note = "needs rows, and one side is a stored profile"
+        return tuple({"method": name, "drift_detected": False, "note": note}
+                     for name in ("domain_classifier", "pca_reconstruction"))
     limit = options.multivariate_rows
     reference = ref.sample[features].iloc[:limit]
     current = cur.sample[features].iloc[:limit]

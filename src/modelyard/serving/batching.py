@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelyard.errors import DeadlineExceeded, InvalidInput, ModelyardError, Overloaded, first_line
+from modelyard.errors import (
+    DeadlineExceeded,
+    ModelFailed,
+    ModelyardError,
+    Overloaded,
+    first_line,
+)
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import Prepared, ServedModel
 
@@ -196,8 +202,8 @@ class Batcher:
             return model_failure(self.model, exc)
 
 
-def model_failure(model: ServedModel, exc: Exception) -> InvalidInput:
+def model_failure(model: ServedModel, exc: Exception) -> ModelFailed:
     """A model that raises on input that passed its signature is told to the caller as a
     client-side problem with the model's own words, never as a server crash."""
     detail = first_line(str(exc)) or type(exc).__name__
-    return InvalidInput(f"model {model.key} failed on this input: {detail}")
+    return ModelFailed(f"model {model.key} failed on this input: {detail}")

@@ -17,6 +17,7 @@ import pandas as pd
 from modelyard.errors import (
     DeadlineExceeded,
     InvalidInput,
+    ModelFailed,
     ModelyardError,
     NotFound,
     Unavailable,
@@ -27,6 +28,7 @@ from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.model import Prepared, ServedModel
 from modelyard.serving.observe import FeedbackSink, MonitoringHistory, Observation, Observer
+from modelyard.serving.routing import RolloutAdmin, Router
 from modelyard.serving.types import (
     InferRequest,
     InferResponse,
@@ -56,8 +58,11 @@ class DataPlane:
         self.observer = observer
         self.feedback_sink: FeedbackSink | None = None
         self.history: MonitoringHistory | None = None
+        self.router: Router | None = None
+        self.rollouts: RolloutAdmin | None = None
         self.draining = False
         self._in_flight = 0
+        self._mirrors: set[asyncio.Task[None]] = set()
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -88,17 +93,58 @@ class DataPlane:
         self._in_flight += 1
         try:
             try:
-                slot = self.manager.resolve(request.model, request.version)
+                slot = self._slot(request)
             except BaseException as exc:  # never a caller-chosen name: labels stay bounded
                 self.metrics.observe_request(
                     "", "", protocol, _outcome(exc), time.perf_counter() - started
                 )
                 raise
-            return await self._observed(
+            response = await self._observed(
                 slot, protocol, started, self._infer(slot, request, started)
             )
+            if self.router is not None and request.version is None:
+                self._mirror(slot, request, response)
+            return response
         finally:
             self._in_flight -= 1
+
+    def _slot(self, request: InferRequest) -> Slot:
+        """The version that answers: a rollout's choice for a bare name, else the name's own."""
+        if self.router is not None and request.version is None:
+            chosen = self.router.route(request)
+            if chosen is not None:
+                return self.manager.resolve(request.model, str(chosen))
+        return self.manager.resolve(request.model, request.version)
+
+    def _mirror(self, slot: Slot, request: InferRequest, response: InferResponse) -> None:
+        """A shadow sees a copy of the request after the caller has its answer (off the hot
+        path: a task the caller never waits for)."""
+        assert self.router is not None
+        shadow = self.router.mirror(request.model)
+        if shadow is None or shadow == slot.version:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(slot.name, shadow, request, response))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _shadow(self, name: str, version: int, request: InferRequest,
+                      served: InferResponse) -> None:
+        router = self.router
+        started = time.perf_counter()
+        try:
+            slot = self.manager.resolve(name, str(version))
+            copy = InferRequest(request.model, request.inputs, str(version), served.id,
+                                request.outputs, request.parameters, None)
+            answer = await self._observed(slot, "shadow", started,
+                                          self._infer(slot, copy, started))
+        except Exception as exc:
+            if router is not None:
+                router.mirrored(request, served, None, time.perf_counter() - started,
+                                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        if router is not None:
+            router.mirrored(request, served, answer, time.perf_counter() - started, None)
 
     async def _observed(
         self, slot: Slot, protocol: str, started: float, work: Awaitable[T]
@@ -111,7 +157,8 @@ class DataPlane:
             elapsed = time.perf_counter() - started
             outcome = _outcome(exc)
             self.metrics.observe_request(*labels, outcome, elapsed)
-            if self.observer is not None and outcome in ("error", "timeout", "unavailable"):
+            if self.observer is not None and outcome in ("error", "model_error", "timeout",
+                                                         "unavailable"):
                 self.observer.failed(slot.name, slot.version, time.time(), elapsed)
             raise
         self.metrics.observe_request(*labels, "ok", time.perf_counter() - started)
@@ -204,7 +251,7 @@ class DataPlane:
                 if kind == "end":
                     break
                 if kind == "error":
-                    outcome = "client_error"
+                    outcome = "model_error"
                     raise model_failure(model, value)
                 available = [n for n in names if n in value]
                 yield InferResponse(
@@ -219,12 +266,20 @@ class DataPlane:
     # -- KServe V1 -----------------------------------------------------------------------
 
     async def predict_v1(
-        self, name: str, instances: Any, request_id: str | None = None
+        self, name: str, instances: Any, request_id: str | None = None,
     ) -> list[Any]:
         """``{"instances": [...]}`` → predictions, one per instance (TF-Serving row format)."""
+        predictions, _ = await self.predict_v1_versioned(name, instances, request_id)
+        return predictions
+
+    async def predict_v1_versioned(
+        self, name: str, instances: Any, request_id: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> tuple[list[Any], int]:
+        """:meth:`predict_v1`, and the version that answered (V1 bodies cannot say it)."""
         if not isinstance(instances, list) or not instances:
             raise InvalidInput("'instances' must be a non-empty list")
-        slot = self.manager.resolve(name)
+        slot = self._slot(InferRequest(name, [], headers=headers))
         model = slot.require_ready()
         signature = model.signature
         if signature.columnar:
@@ -265,7 +320,7 @@ class DataPlane:
                 model.manifest.classes,
             ))
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
-        return [_plain(value) for value in main]
+        return [_plain(value) for value in main], model.version
 
     def status_v1(self, name: str) -> dict[str, Any]:
         slot = self.manager.resolve(name)
@@ -290,6 +345,24 @@ class DataPlane:
             raise NotFound(f"no model named {model!r} is served")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, history.results, model, since)
+
+    # -- rollouts (admin API) ------------------------------------------------------------
+
+    async def rollout(self, name: str, action: str | None = None, body: Any = None) -> Any:
+        """The model's rollout (``action`` None), a new one (``"start"`` with a spec), or
+        promote / pause / resume / rollback / abort (``body`` may hold a ``reason``)."""
+        admin = self.rollouts
+        if admin is None:
+            raise Unavailable("this server does not manage rollouts")
+        loop = asyncio.get_running_loop()
+        if action is None:
+            return await loop.run_in_executor(None, admin.status, name)
+        if action == "start":
+            return await loop.run_in_executor(None, admin.start, name, body)
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInput("reason must be text")
+        return await loop.run_in_executor(None, admin.act, name, action, reason)
 
     # -- model repository extension ------------------------------------------------------
 
@@ -320,6 +393,8 @@ class DataPlane:
 
 
 def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, ModelFailed):
+        return "model_error"
     if isinstance(exc, InvalidInput | NotFound):
         return "client_error"
     if isinstance(exc, DeadlineExceeded):

@@ -198,6 +198,11 @@ class ModelManager:
     def names(self) -> list[str]:
         return sorted(self._models)
 
+    def aliases(self, name: str) -> dict[str, int]:
+        """The aliases of ``name`` as this process last loaded them."""
+        entry = self._models.get(name)
+        return {} if entry is None else dict(entry.aliases)
+
     def versions(self, name: str) -> list[Slot]:
         entry = self._models.get(name)
         return [] if entry is None else [entry.versions[v] for v in sorted(entry.versions)]

@@ -27,8 +27,8 @@ class ServingMetrics:
         r = self.registry
         self.requests = Counter(
             "modelyard_requests_total",
-            "Inference requests answered, by outcome (ok, client_error, unavailable, timeout, "
-            "error).",
+            "Inference requests answered, by outcome (ok, client_error, model_error, unavailable, "
+            "timeout, error).",
             ["model", "version", "protocol", "outcome"],
             registry=r,
         )

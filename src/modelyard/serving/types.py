@@ -43,6 +43,8 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     deadline: float | None = None
+    # the request's raw headers (lower-case names), for a rollout that routes by caller
+    headers: list[tuple[bytes, bytes]] | None = None
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -139,7 +140,8 @@ prediction_log = Table(
     Column("inputs", JSON, nullable=False),
     Column("outputs", JSON, nullable=False),
     Column("latency_ms", Float, nullable=False),
-    Index("ix_prediction_log_request_id", "request_id"),
+    # one row per logged request: a replayed batch is ignored, not stored twice (0003)
+    Index("ux_prediction_log_entry", "request_id", "model", "version", "ts", unique=True),
     Index("ix_prediction_log_model_version_ts", "model", "version", "ts"),
 )
 
@@ -208,4 +210,47 @@ alert_notifications = Table(
     Column("delivered_at", String(32), nullable=True),
     Column("last_error", Text, nullable=True),
     Index("ix_alert_notifications_delivered_at", "delivered_at"),
+)
+
+# Rollouts: how a model's traffic is split between its baseline and a candidate. At most one
+# per model is active (running or paused): the partial unique index enforces it on both engines.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("baseline", Integer, nullable=False),
+    Column("candidate", Integer, nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("steps", JSON, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("step_duration_s", Float, nullable=False),
+    Column("analysis", JSON, nullable=False),
+    Column("sticky_header", String(128), nullable=True),
+    Column("started_at", String(32), nullable=False),
+    Column("step_started_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("finished_at", String(32), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Index("ux_rollouts_active_model", "model", unique=True,
+          sqlite_where=text("state IN ('running', 'paused')"),
+          postgresql_where=text("state IN ('running', 'paused')")),
+    Index("ix_rollouts_state", "state"),
+)
+
+# What happened in each rollout, step by step: starts, weight changes, analysis verdicts.
+rollout_events = Table(
+    "rollout_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_rollout_events_rollout_id", "rollout_id"),
 )

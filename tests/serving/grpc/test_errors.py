@@ -21,7 +21,7 @@ from modelyard.serving.grpc.errors import status_of
         (errors.ModelNotReady("m"), grpc.StatusCode.UNAVAILABLE),
         (errors.DeadlineExceeded("m"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (errors.CorruptArtifact("m"), grpc.StatusCode.INTERNAL),
-        (errors.Conflict("m"), grpc.StatusCode.INTERNAL),
+        (errors.Conflict("m"), grpc.StatusCode.FAILED_PRECONDITION),  # e.g. a rollout already runs
     ],
 )
 def test_domain_errors_keep_their_message(error: Exception, code: grpc.StatusCode) -> None:

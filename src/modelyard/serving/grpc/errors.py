@@ -19,6 +19,7 @@ logger = logging.getLogger("modelyard.serving.grpc")
 
 CODES: dict[type[BaseException], grpc.StatusCode] = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
     errors.PayloadTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,

@@ -102,6 +102,11 @@ class InferenceServicer:
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
         infer = codec.decode_infer(request, context.time_remaining(), self.max_elements)
+        router = self.dataplane.router
+        if router is not None and router.wants_headers(infer.model):  # routed by metadata
+            infer.headers = [(str(key).lower().encode("latin-1"), str(value).encode("latin-1"))
+                             for key, value in context.invocation_metadata() or ()
+                             if isinstance(value, str)]
         response = await self.dataplane.infer(infer, PROTOCOL)
         return codec.encode_infer(response)
 

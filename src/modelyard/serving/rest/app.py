@@ -10,6 +10,8 @@ Routes (Open Inference Protocol, Triton's repository extension, KServe V1, metri
     POST /v2/repository/index                   POST /v2/repository/models/{m}/load|unload
     POST /v1/models/{m}:predict                 GET  /v1/models/{m}
     POST /v1/feedback                           GET  /api/v1/models/{m}/monitoring?since=24h
+    GET  /api/v1/models/{m}/rollout             POST /api/v1/models/{m}/rollout
+    POST /api/v1/models/{m}/rollout/promote|pause|resume|rollback|abort
     GET  /metrics                                GET  /openapi.json
 """
 
@@ -84,6 +86,19 @@ class RestApp:
             windows = await self.dataplane.monitoring(parts[3], since)
             body = {"model": parts[3], "since": since, "windows": windows}
             await _respond(send, 200, codec.dumps(body), request_id)
+        elif head == "api" and len(parts) in (5, 6) and parts[1:3] == ["v1", "models"] \
+                and parts[4] == "rollout":
+            action = parts[5] if len(parts) == 6 else None
+            if method == "GET" and action is None:
+                result = await self.dataplane.rollout(parts[3])
+            elif method == "POST":
+                raw = await _read_body(receive, headers, self.max_body)
+                result = await self.dataplane.rollout(parts[3], action or "start",
+                                                      _json(raw) if raw else None)
+            else:
+                return await _respond(send, 405, codec.dumps({"error": f"{method} is not "
+                                      "allowed here"}), request_id)
+            await _respond(send, 200, codec.dumps(result), request_id)
         elif parts == ["openapi.json"] and method == "GET":
             await _respond(send, 200, self._openapi, request_id)
         elif parts == ["metrics"] and method == "GET":
@@ -138,11 +153,12 @@ class RestApp:
                 body, headers.header_length, model, version, request_id, headers.timeout_ms,
                 self.max_elements,
             )
+            request.headers = headers.raw
             if action == "generate_stream":
                 return await self._stream(request, send)
             response = await dp.infer(request, "rest")
             payload, header_length = codec.encode_infer(response, request, binary_default)
-            extra = []
+            extra = [(b"x-modelyard-model-version", response.model_version.encode())]
             if header_length is not None:
                 extra.append((b"inference-header-content-length", str(header_length).encode()))
             if response.cache_hit is not None:
@@ -213,11 +229,11 @@ class RestApp:
                 raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
             if not isinstance(payload, dict) or "instances" not in payload:
                 raise InvalidInput('expected a JSON object {"instances": [...]}')
-            predictions = await dp.predict_v1(
-                target[: -len(":predict")], payload["instances"], request_id
+            predictions, answered = await dp.predict_v1_versioned(
+                target[: -len(":predict")], payload["instances"], request_id, headers.raw
             )
             return await _respond(send, 200, codec.dumps({"predictions": predictions}),
-                                  request_id)
+                                  request_id, [(b"x-modelyard-model-version", b"%d" % answered)])
         if method == "GET" and ":" not in target:
             return await _respond(send, 200, codec.dumps(dp.status_v1(target)), request_id)
         raise NotFound(f"no route {method} /v1/models/{target}")
@@ -247,9 +263,10 @@ def _plain(result: Any) -> Any:
 class _Headers:
     """The few request headers the data plane reads, found in one pass."""
 
-    __slots__ = ("content_length", "header_length", "request_id", "timeout_ms")
+    __slots__ = ("content_length", "header_length", "raw", "request_id", "timeout_ms")
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
         self.content_length: int | None = None
         self.header_length: int | None = None
         self.request_id: str | None = None

@@ -10,6 +10,7 @@ logger = logging.getLogger("modelyard.serving.rest")
 
 STATUS: dict[type[BaseException], int] = {
     errors.NotFound: 404,
+    errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.InvalidInput: 400,
     errors.Overloaded: 503,

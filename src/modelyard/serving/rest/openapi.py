@@ -112,6 +112,34 @@ def document(version: str) -> dict[str, Any]:
               "description": "30m, 24h, 7d or an ISO-8601 time; every window when left out"}],
         (400, 404, 503),
     )
+    rollout_body = {"type": "object", "required": ["candidate"], "properties": {
+        "candidate": {"type": "integer"},
+        "strategy": {"enum": ["canary", "bluegreen", "shadow", "ab"]},
+        "steps": {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                            {"type": "string"}]},
+        "step_duration": {"oneOf": [{"type": "number"}, {"type": "string"}],
+                          "description": "seconds, or 90s, 10m, 2h"},
+        "analysis": {"type": "object", "description": '{"checks": [...]}'},
+        "sticky": {"type": "string", "description": "a header, or parameter:NAME"},
+        "baseline": {"type": "integer"}}}
+    rollout_answer = _json({"type": "object", "properties": {
+        "model": {"type": "string"}, "rollout": {"type": ["object", "null"]}}})
+    rollout = {
+        "get": {"summary": "the model's active (else latest) rollout and its recent events",
+                "parameters": [_M], "responses": {"200": rollout_answer, **_errors(404, 503)}},
+        "post": {"summary": "start a rollout", "parameters": [_M],
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": rollout_body}}},
+                 "responses": {"200": rollout_answer, **_errors(400, 404, 409, 503)}},
+    }
+    steer = {"post": {
+        "summary": "promote, pause, resume, rollback or abort the model's active rollout",
+        "parameters": [_M, {"name": "action", "in": "path", "required": True, "schema": {
+            "enum": ["promote", "pause", "resume", "rollback", "abort"]}}],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"reason": {"type": "string"}}}}}},
+        "responses": {"200": rollout_answer, **_errors(400, 404, 409, 503)},
+    }}
     feedback = {"post": {
         "summary": "delayed labels for earlier predictions, by request id (idempotent)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -123,7 +151,7 @@ def document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "modelyard", "version": version,
                  "description": "Open Inference Protocol (KServe V2), KServe V1, Triton's "
-                                "repository extension, feedback and monitoring."},
+                                "repository extension, feedback, monitoring and rollouts."},
         "paths": {
             "/v2": _get("server metadata", {"type": "object"}, errors=()),
             "/v2/health/live": health,
@@ -161,6 +189,8 @@ def document(version: str) -> dict[str, Any]:
             "/v1/models/{m}": _get("KServe V1 model status", {"type": "object"}, [_M]),
             "/v1/feedback": feedback,
             "/api/v1/models/{m}/monitoring": monitoring,
+            "/api/v1/models/{m}/rollout": rollout,
+            "/api/v1/models/{m}/rollout/{action}": steer,
             "/metrics": {"get": {"summary": "Prometheus text format",
                                  "responses": {"200": {"description": "text/plain"}}}},
             "/openapi.json": {"get": {"summary": "this document",

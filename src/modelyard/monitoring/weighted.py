@@ -1,0 +1,97 @@
+"""A quantile sketch held as sorted items and their weights, read as a KLL sketch is read.
+
+A KLL sketch answers every query from its retained items and their weights (a power of two per
+level). :class:`WeightedItems` holds the same pairs in numpy arrays and answers ``get_cdf``,
+``get_pmf`` and ``get_quantiles`` with the same inclusive/exclusive rules as
+``datasketches.kll_doubles_sketch``, vectorised. The drift methods read it through the same
+:class:`~modelyard.monitoring.drift.QuantileSketch` protocol; calibration builds thousands of them
+from its null tables (:mod:`~modelyard.monitoring.nulls`), where calling the C++ sketch through
+Python lists would cost more than the scores.
+
+>>> from datasketches import kll_doubles_sketch
+>>> sketch = kll_doubles_sketch(200); sketch.update(np.array([3.0, 1.0, 2.0, 2.0]))
+>>> items = WeightedItems.of(sketch)
+>>> items.get_cdf([2.0], True) == sketch.get_cdf([2.0], True)
+True
+>>> items.get_quantiles([0.5]), sketch.get_quantiles([0.5])
+([2.0], [2.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelyard.errors import InvalidInput
+
+Floats = NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class WeightedItems:
+    """Items in ascending order with their weights; ``n`` is the total weight.
+
+    ``items`` must be sorted ascending (equal items may repeat, as in a KLL sketch's sorted
+    view) and ``weights`` positive, of the same length.
+    """
+
+    items: Floats
+    weights: Floats
+    _cumulative: Floats = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.items.shape != self.weights.shape or self.items.ndim != 1:
+            raise InvalidInput("items and weights must be two 1-d arrays of the same length")
+        object.__setattr__(self, "_cumulative", np.cumsum(self.weights, dtype=np.float64))
+
+    @classmethod
+    def of(cls, sketch: Iterable[tuple[float, int]]) -> WeightedItems:
+        """The items and weights a sketch retains (anything iterating ``(item, weight)``)."""
+        pairs = np.fromiter(chain.from_iterable(sketch), dtype=np.float64).reshape(-1, 2)
+        order = np.argsort(pairs[:, 0], kind="stable")
+        return cls(pairs[order, 0].copy(), pairs[order, 1].copy())
+
+    @property
+    def n(self) -> int:
+        return int(self._cumulative[-1]) if self._cumulative.size else 0
+
+    def is_empty(self) -> bool:
+        return self.items.size == 0
+
+    def __iter__(self) -> Iterator[tuple[float, int]]:
+        return zip(self.items.tolist(), self.weights.astype(np.int64).tolist(), strict=True)
+
+    def _mass_below(self, points: Floats, inclusive: bool) -> Floats:
+        """Weight of the items below each point (at or below it when ``inclusive``)."""
+        index = np.searchsorted(self.items, points, side="right" if inclusive else "left")
+        below = np.zeros(index.shape, dtype=np.float64)
+        taken = index > 0
+        below[taken] = self._cumulative[index[taken] - 1]
+        return below
+
+    def cdf(self, points: Floats, inclusive: bool = True) -> Floats:
+        """``P(X ≤ x)`` (``P(X < x)`` when not inclusive) at each point, as an array."""
+        ranks: Floats = self._mass_below(points, inclusive) / self._cumulative[-1]
+        return ranks
+
+    def get_cdf(self, split_points: Sequence[float], inclusive: bool = False) -> list[float]:
+        ranks = self.cdf(np.asarray(split_points, dtype=np.float64), inclusive)
+        return [*ranks.tolist(), 1.0]
+
+    def get_pmf(self, split_points: Sequence[float], inclusive: bool = False) -> list[float]:
+        ranks = np.concatenate([[0.0], self.cdf(np.asarray(split_points, np.float64), inclusive),
+                                [1.0]])
+        return np.diff(ranks).tolist()  # type: ignore[no-any-return]
+
+    def get_quantiles(self, ranks: Sequence[float], inclusive: bool = False) -> list[float]:
+        """The item at each normalised rank, by the rule of DataSketches' sorted view."""
+        wanted = np.asarray(ranks, dtype=np.float64) * self._cumulative[-1]
+        if inclusive:
+            index = np.searchsorted(self._cumulative, np.ceil(wanted), side="left")
+        else:
+            index = np.searchsorted(self._cumulative, wanted, side="right")
+        return self.items[np.minimum(index, self.items.size - 1)].tolist()  # type: ignore[no-any-return]
