@@ -39,6 +39,7 @@ MODULES = [
     "modelyard.rollout.stats",
     "modelyard.rollout.analysis",
     "modelyard.lifecycle.gate",
+    "modelyard.lifecycle.triggers",
     "modelyard",
 ]
 

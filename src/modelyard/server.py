@@ -36,6 +36,8 @@ from modelyard.settings import Settings
 
 if TYPE_CHECKING:
     from modelyard.lifecycle.controller import RolloutController
+    from modelyard.lifecycle.triggers import Triggers
+    from modelyard.registry import Registry
 
 logger = logging.getLogger("modelyard.server")
 
@@ -108,9 +110,11 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
         live.attach(dataplane)
         live.start()
     controller = None
+    triggers = None
     if worker == 0:  # one controller steps the rollouts (another replica's may race: harmless)
         controller = _controller(rollouts, dataplane, live)
         controller.start()
+        triggers = _triggers(settings, registry, live)
     # Everything loaded so far (libraries, models) lives as long as the process: keep it out of
     # the cyclic GC's scans, whose full passes otherwise stall requests for tens of ms.
     gc.collect()
@@ -150,6 +154,8 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
     await _shutdown(dataplane, rest, rest_task, grpc_server, config.drain_timeout_s)
     if controller is not None:
         await loop.run_in_executor(None, controller.close)
+    if triggers is not None:
+        await loop.run_in_executor(None, triggers.close)
     await loop.run_in_executor(None, router.close)
     if live is not None:
         await loop.run_in_executor(None, live.close)
@@ -172,6 +178,20 @@ def _controller(rollouts: RolloutStore, dataplane: DataPlane, live: Any) -> Roll
                    for s in dataplane.manager.versions(model))
 
     return RolloutController(rollouts, signals, is_ready=is_ready)
+
+
+def _triggers(settings: Settings, registry: Registry, live: Any) -> Triggers | None:
+    """The retraining triggers of the primary worker, when some model declares a retrain."""
+    if not (settings.lifecycle.enabled and settings.lifecycle.models):
+        return None
+    from modelyard.lifecycle.retrain import Retrainer
+    from modelyard.lifecycle.triggers import Triggers
+
+    retrainer = Retrainer(settings, registry,
+                          predictions=live.predictions if live is not None else None)
+    triggers = Triggers(retrainer)
+    triggers.start()
+    return triggers
 
 
 async def _wait(stop: asyncio.Event, rest_task: asyncio.Task[None]) -> None:

@@ -129,6 +129,73 @@ class MonitoringSettings(BaseModel):
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
 
 
+class TriggerSettings(BaseModel):
+    """What starts a retrain of one model besides ``modelyard retrain``."""
+
+    alerts: list[str] = Field(
+        default_factory=lambda: ["DatasetDrift", "AccuracyDrop"],
+        description="alert rules whose firing starts a retrain; add LatencyP99High or "
+        "ErrorRateHigh to retrain on an SLA breach",
+    )
+    schedule: str | None = Field(
+        None, description="cron expression (UTC), e.g. '0 3 * * 1' for Mondays at 03:00"
+    )
+    cooldown_s: float = Field(
+        3600.0, ge=0, description="after a run ends, triggers wait this long before the next"
+    )
+
+
+class RetrainSettings(BaseModel):
+    """How one model is retrained; ``lifecycle.models.NAME`` in the config file."""
+
+    entry_point: str | list[str] = Field(
+        ..., description="'package.module:function' or a command (see lifecycle.training)"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the entry point")
+    workdir: Path | None = Field(
+        None, description="where the entry point runs and is importable; default: the "
+        "current directory"
+    )
+    timeout_s: float = Field(3600.0, gt=0, description="a training run is stopped after this")
+    data_days: float = Field(
+        30.0, gt=0, description="train on predictions of the last N days joined with labels"
+    )
+    include_reference: bool = Field(
+        True, description="append the champion's reference data to the logged rows"
+    )
+    holdout_share: float = Field(
+        0.3, gt=0, lt=1, description="the newest share of labelled rows, kept out of "
+        "training for the gate"
+    )
+    gate: dict[str, Any] = Field(
+        default_factory=dict,
+        description="metrics, min_improvement, max_regression, min_rows (lifecycle.gate)",
+    )
+    rollout: dict[str, Any] = Field(
+        default_factory=lambda: {"strategy": "canary"},
+        description="the rollout a passing candidate starts: strategy, steps, "
+        "step_duration, analysis, sticky (as modelyard rollout start)",
+    )
+    approval: bool = Field(
+        False, description="a passing candidate waits for `modelyard approve` before its rollout"
+    )
+    trust_pickle: bool = Field(
+        False, description="register a pickled (joblib) model the entry point writes"
+    )
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+
+
+class LifecycleSettings(BaseModel):
+    """Triggers, retraining runs and their evaluation gate (DESIGN.md §1 step 5)."""
+
+    enabled: bool = Field(True, description="the server's primary worker watches triggers")
+    poll_s: float = Field(5.0, gt=0, description="how often triggers are checked")
+    runs_dir: Path | None = Field(
+        None, description="training runs' data, models and logs; default: HOME/runs"
+    )
+    models: dict[str, RetrainSettings] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MODELYARD_",
@@ -149,6 +216,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -188,6 +256,10 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Where work worth keeping between runs lives, e.g. drift null tables (``cache/nulls``)."""
         return self.home / "cache"
+
+    @property
+    def resolved_runs_dir(self) -> Path:
+        return self.lifecycle.runs_dir or self.home / "runs"
 
     @property
     def resolved_actor(self) -> str:

@@ -52,8 +52,8 @@ def test_help_lists_only_the_groups_that_work(run) -> None:  # type: ignore[no-u
     assert code == 0
     commands = out.split("Commands:")[1].strip().splitlines()
     assert [line.split()[0] for line in commands] == [
-        "demo", "serve", "register", "report", "feedback", "models", "alias", "audit", "rollout",
-        "monitor", "alerts",
+        "demo", "serve", "register", "models", "alias", "audit", "rollout", "retrain",
+        "approve", "monitor", "alerts", "report", "feedback",
     ]
 
 

@@ -19,7 +19,7 @@ def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str
     assert {"window_profiles", "prediction_log", "feedback", "monitor_results", "alert_rules",
             "alert_states", "alert_notifications"} <= tables
     with db.read() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
     db.dispose()
 
 

@@ -51,6 +51,8 @@ def register(
     params: Mapping[str, Any] | None = None,
     metrics: Mapping[str, float] | None = None,
     parent: str | None = None,
+    data_uri: str | None = None,
+    data_sha256: str | None = None,
     trust_pickle: bool = False,
     sha256: str | None = None,
     trusted_types: Sequence[str] = (),
@@ -62,6 +64,9 @@ def register(
     ``reference`` is the data the model was trained or validated on (a DataFrame, an array, or
     a Parquet/CSV path); its labels come from ``labels`` or its ``labels_column``. It fixes the
     signature, is checked against the model, and is kept with the version for monitoring.
+    ``data_uri`` and ``data_sha256`` name the training data in the provenance when it is not
+    the reference file itself (a retrain's training set, say); ``parent`` is the version this
+    one derives from.
 
     Examples
     --------
@@ -85,12 +90,13 @@ def register(
         flavor = runtimes.import_model(source, package / MODEL_DIR, consent)
         runtime = runtimes.load_runtime(package / MODEL_DIR, flavor)
 
-        data_uri = data_sha = None
+        data_sha = data_sha256
         frame: pd.DataFrame | None = None
         if isinstance(reference, str | Path):
             path = Path(reference)
             frame = read_table(path)
-            data_uri, data_sha = path.resolve().as_uri(), sha256_file(path)
+            data_uri = data_uri or path.resolve().as_uri()
+            data_sha = data_sha or sha256_file(path)
         elif reference is not None:
             frame = _as_frame(reference, runtime)
         features, y, labels_name = _split_labels(frame, labels, labels_column)

@@ -25,6 +25,7 @@ from modelyard.cli import (
     monitor,
     register,
     report,
+    retrain,
     rollout,
     serve,
 )
@@ -32,9 +33,17 @@ from modelyard.cli._common import err_console
 from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
 
+# The order ``modelyard --help`` lists the commands in: the loop as a user lives it.
+ORDER = ("demo", "serve", "register", "models", "alias", "audit", "rollout", "retrain",
+         "approve", "monitor", "alerts", "report", "feedback")
+
 
 class _Root(TyperGroup):
     """Turns errors from any command into one line on stderr and a non-zero exit."""
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
@@ -90,6 +99,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(alias.app, name="alias")
 app.add_typer(audit.app, name="audit")
 app.add_typer(rollout.app, name="rollout")
+app.command("retrain")(retrain.retrain)
+app.command("approve")(retrain.approve)
 app.command("report")(report.report)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")

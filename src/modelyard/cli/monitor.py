@@ -117,7 +117,8 @@ def run(
         0.0, "--interval", help="Seconds between rounds (default: a quarter window)."
     ),
 ) -> None:
-    """Run the monitor alone, for a fleet of replicas serving with `monitoring.enabled`."""
+    """Run the monitor alone, for a fleet of replicas serving with `monitoring.enabled`
+    (with the retraining triggers of models that declare a retrain)."""
     from modelyard.api.workspace import open_database
     from modelyard.live.feedback import FeedbackStore
     from modelyard.live.monitor import Monitor
@@ -138,10 +139,20 @@ def run(
                                              else None),
                       predictions=predictions)
     pause = interval_s or min(max(config.monitoring.window_s / 4, 0.5), 15.0)
+    triggers = None
+    if not once and config.lifecycle.enabled and config.lifecycle.models:
+        from modelyard.lifecycle.retrain import Retrainer
+        from modelyard.lifecycle.triggers import Triggers
+
+        triggers = Triggers(Retrainer(config, predictions=predictions))
+        triggers.start()
     try:
         _rounds(monitor, alerting.outbox, once, pause)
     except KeyboardInterrupt:
         console.print("monitor stopped")
+    finally:
+        if triggers is not None:
+            triggers.close()
 
 
 def _rounds(monitor: Any, outbox: Any, once: bool, pause: float) -> None:

@@ -254,3 +254,31 @@ rollout_events = Table(
     Column("detail", JSON, nullable=False),
     Index("ix_rollout_events_rollout_id", "rollout_id"),
 )
+
+# Retraining runs: what triggered each, where it got to (data, training, gate, approval,
+# rollout) and what it decided. At most one run per model is active (running or awaiting
+# approval); a trigger is remembered by its key so one firing starts one run.
+retrain_runs = Table(
+    "retrain_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("stage", String(24), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("trigger_key", String(255), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("champion", Integer, nullable=True),
+    Column("candidate", Integer, nullable=True),
+    Column("rollout_id", Integer, nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("message", Text, nullable=True),
+    Column("started_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("finished_at", String(32), nullable=True),
+    Column("created_by", String(128), nullable=False),
+    Index("ux_retrain_runs_active_model", "model", unique=True,
+          sqlite_where=text("state IN ('running', 'awaiting_approval')"),
+          postgresql_where=text("state IN ('running', 'awaiting_approval')")),
+    Index("ux_retrain_runs_trigger", "model", "trigger_key", unique=True),
+)
