@@ -41,6 +41,7 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.last_request_id: str | None = None
+        self.last_version: str | None = None  # the version that answered the last predict
         self._input_names: dict[str, str] = {}
 
     def __enter__(self) -> Client:
@@ -81,7 +82,8 @@ class Client:
     def predict(self, model: str, rows: Any, outputs: list[str] | None = None,
                 request_id: str | None = None) -> dict[str, np.ndarray]:
         """Run ``model`` (a name, ``name@alias``) on a 2-D table of numbers; every output (or
-        the named ones) as numpy arrays. The request id is in :attr:`last_request_id`."""
+        the named ones) as numpy arrays. The request id is in :attr:`last_request_id`, the
+        version that answered (a rollout may route to either) in :attr:`last_version`."""
         array = np.asarray(rows)
         if array.ndim == 1:
             array = array.reshape(1, -1)
@@ -100,6 +102,7 @@ class Client:
             body["id"] = request_id
         answer = self._call("POST", f"/v2/models/{model}/infer", json=body)
         self.last_request_id = answer.get("id", self.last_request_id)
+        self.last_version = answer.get("model_version")
         return {
             out["name"]: np.asarray(out["data"], dtype=numpy_dtype(out["datatype"]))
             .reshape(out["shape"])

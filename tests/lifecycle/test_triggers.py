@@ -45,8 +45,7 @@ def fire(settings: Settings, rule_value: dict[str, float], at: datetime,
 
 
 def test_a_firing_drift_alert_starts_one_run(configure: Configure) -> None:
-    # the gate asks for more rows than there are: each run ends quickly, before training
-    settings = configure(gate={"min_rows": 5000}, triggers={"cooldown_s": 0})
+    settings = configure(entry_point="trainer:crash", triggers={"cooldown_s": 0})
     clock = Clock(datetime.now(UTC))
     triggers = watcher(settings, clock)
     assert triggers.run_once() == []  # nothing fires yet
@@ -66,8 +65,18 @@ def test_a_firing_drift_alert_starts_one_run(configure: Configure) -> None:
     assert len(triggers.run_once()) == 1
 
 
+def test_a_trigger_waits_for_the_labels_its_gate_needs(configure: Configure) -> None:
+    clock = Clock(datetime.now(UTC))
+    short = watcher(configure(entry_point="trainer:crash", gate={"min_rows": 5000}), clock)
+    fire(short.retrainer.settings, {"dataset_drift": 1}, clock.at)
+    assert short.run_once() == []  # 180 held-out rows of 600 labelled: the gate needs 5000
+    assert short.retrainer.runs.find("churn") == []
+    enough = watcher(configure(entry_point="trainer:crash", gate={"min_rows": 150}), clock)
+    assert len(enough.run_once()) == 1  # the same firing, not spent while it waited
+
+
 def test_only_the_listed_alerts_on_the_champion_trigger(configure: Configure) -> None:
-    settings = configure(gate={"min_rows": 5000}, triggers={"alerts": ["ErrorRateHigh"]})
+    settings = configure(entry_point="trainer:crash", triggers={"alerts": ["ErrorRateHigh"]})
     clock = Clock(datetime.now(UTC))
     triggers = watcher(settings, clock)
     fire(settings, {"dataset_drift": 1}, clock.at)  # not listed
@@ -76,10 +85,10 @@ def test_only_the_listed_alerts_on_the_champion_trigger(configure: Configure) ->
 
 
 def test_the_cool_down_holds_triggers_after_a_run(configure: Configure) -> None:
-    settings = configure(gate={"min_rows": 5000}, triggers={"cooldown_s": 600})
+    settings = configure(entry_point="trainer:crash", triggers={"cooldown_s": 600})
     clock = Clock(datetime.now(UTC))
     triggers = watcher(settings, clock)
-    triggers.retrainer.run("churn")  # by hand; ends at once (too few rows)
+    triggers.retrainer.run("churn")  # by hand; its training crashes
     fire(settings, {"dataset_drift": 1}, clock.at)
     assert triggers.run_once() == []
     clock.at += timedelta(seconds=601)
@@ -88,26 +97,29 @@ def test_the_cool_down_holds_triggers_after_a_run(configure: Configure) -> None:
 
 def test_a_schedule_starts_a_run_at_each_slot_after_the_watcher_started(
         configure: Configure) -> None:
-    settings = configure(gate={"min_rows": 5000},
+    settings = configure(entry_point="trainer:crash",
                          triggers={"alerts": [], "schedule": "*/10 * * * *", "cooldown_s": 0})
-    clock = Clock(datetime(2026, 11, 24, 10, 3, tzinfo=UTC))
+    now = datetime.now(UTC)
+    base = now.replace(minute=now.minute - now.minute % 10, second=0, microsecond=0)
+    clock = Clock(base + timedelta(minutes=3))  # after the logged traffic, like real time
     triggers = watcher(settings, clock)
-    assert triggers.run_once() == []  # 10:00 was before the start: not caught up
-    clock.at = datetime(2026, 11, 24, 10, 9, 59, tzinfo=UTC)
+    assert triggers.run_once() == []  # the slot at base was before the start: not caught up
+    clock.at = base + timedelta(minutes=9, seconds=59)
     assert triggers.run_once() == []
-    clock.at = datetime(2026, 11, 24, 10, 10, 20, tzinfo=UTC)
+    clock.at = base + timedelta(minutes=10, seconds=20)
     started = triggers.run_once()
     assert len(started) == 1
     run = triggers.retrainer.runs.get(started[0])
-    assert (run.trigger, run.trigger_key) == ("schedule", "schedule:2026-11-24T10:10:00+00:00")
-    clock.at = datetime(2026, 11, 24, 10, 15, tzinfo=UTC)
+    slot = base + timedelta(minutes=10)
+    assert (run.trigger, run.trigger_key) == ("schedule", f"schedule:{slot.isoformat()}")
+    clock.at = base + timedelta(minutes=15)
     assert triggers.run_once() == []
-    clock.at = datetime(2026, 11, 24, 10, 31, tzinfo=UTC)  # 10:20 was missed: 10:30 runs
+    clock.at = base + timedelta(minutes=31)  # the slot at +20 was missed: +30 runs
     assert len(triggers.run_once()) == 1
 
 
 def test_no_trigger_starts_a_run_during_a_rollout(configure: Configure) -> None:
-    settings = configure(gate={"min_rows": 5000}, triggers={"cooldown_s": 0})
+    settings = configure(entry_point="trainer:crash", triggers={"cooldown_s": 0})
     reference = load("churn", settings).reference()
     X = reference.drop(columns=["label"])
     modelyard.register(LogisticRegression(C=0.1).fit(X, reference["label"]), "churn",
@@ -122,7 +134,7 @@ def test_no_trigger_starts_a_run_during_a_rollout(configure: Configure) -> None:
 
 
 def test_a_run_its_process_abandoned_is_ended_and_no_longer_blocks(configure: Configure) -> None:
-    settings = configure(gate={"min_rows": 5000}, timeout_s=60, triggers={"cooldown_s": 0})
+    settings = configure(entry_point="trainer:crash", timeout_s=60, triggers={"cooldown_s": 0})
     clock = Clock(datetime.now(UTC))
     triggers = watcher(settings, clock)
     runs = triggers.retrainer.runs

@@ -106,7 +106,7 @@ class Retrainer:
         gate = load_gate(config.gate)
         since, until = self._window(config)
         blockers = self._blockers(model)
-        labelled = _count_labelled(self, model, champion, since, until)
+        labelled = _count_labelled(self, model, since, until)
         holdout = math.ceil(labelled * config.holdout_share) if labelled else 0
         if holdout < gate.min_rows:
             blockers.append(f"the gate needs {gate.min_rows} held-out labelled rows; the last "
@@ -131,6 +131,18 @@ class Retrainer:
             "approval": config.approval,
             "rollout": dict(config.rollout),
         }
+
+    def labels_short(self, model: str) -> str | None:
+        """Why a run would stop at its data stage now (too few labelled rows for the gate's
+        holdout), else ``None``; triggers wait on this rather than spend their firing."""
+        config = self.config(model)
+        gate = load_gate(config.gate)
+        since, until = self._window(config)
+        labelled = _count_labelled(self, model, since, until)
+        held = math.ceil(labelled * config.holdout_share)
+        if held >= gate.min_rows:
+            return None
+        return (f"{held} held-out labelled rows of {labelled}; the gate needs {gate.min_rows}")
 
     # -- a run ---------------------------------------------------------------------------
 
@@ -393,8 +405,7 @@ def _has_labelled_reference(predictor: Predictor) -> bool:
     return reference is not None and reference.labels_column is not None
 
 
-def _count_labelled(retrainer: Retrainer, model: str, champion: Predictor, since: datetime,
-                    until: datetime) -> int:
+def _count_labelled(retrainer: Retrainer, model: str, since: datetime, until: datetime) -> int:
     from modelyard.live.feedback import FeedbackStore
 
     log_ = retrainer.predictions or PredictionLog(retrainer.registry.db)

@@ -12,7 +12,9 @@ settings and starts a run (:class:`~modelyard.lifecycle.retrain.Retrainer`) when
   taken once it ends (the latest one only).
 
 No trigger starts a run while the model has one active, has an active rollout, or ended a run
-less than ``triggers.cooldown_s`` ago. Runs happen one at a time on the watcher's thread.
+less than ``triggers.cooldown_s`` ago; nor before the labelled predictions suffice for the
+gate's holdout (the trigger waits for the labels instead of spending itself on a run that
+could only fail). Runs happen one at a time on the watcher's thread.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Triggers:
         self.started_at = self.now()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._waiting: dict[str, str | None] = {}
         for model, config in retrainer.settings.lifecycle.models.items():
             if config.triggers.schedule:
                 try:
@@ -131,9 +134,21 @@ class Triggers:
                     f"{quiet:.0f} s (the process running it stopped)", expected=("running",))
 
     def run_once(self) -> list[int]:
-        """Start every due run, one after the other; returns the runs' ids."""
+        """Start every due run, one after the other; returns the runs' ids.
+
+        A due trigger whose model lacks the labelled rows its gate needs waits (its firing is
+        not spent): labels arrive late, and a run without them could only fail.
+        """
         started = []
         for model, trigger in self.due():
+            short = self.retrainer.labels_short(model)
+            if short is not None:
+                if self._waiting.get(model) != trigger.key:
+                    log.info("retrain of %s (%s) waits for labels: %s", model, trigger.reason,
+                             short)
+                    self._waiting[model] = trigger.key
+                continue
+            self._waiting.pop(model, None)
             try:
                 run = self.retrainer.run(model, trigger)
             except (Conflict, InvalidInput) as error:  # another replica won, or bad settings
