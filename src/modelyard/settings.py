@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -36,7 +36,14 @@ CONFIG_ENV = "MODELYARD_CONFIG"
 DEFAULT_CONFIG_FILE = Path("modelyard.toml")
 
 
-class StoreSettings(BaseModel):
+class _Section(BaseModel):
+    """A table of the config file: a key it does not know is an error, not ignored (a
+    misspelled ``aproval = true`` must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSettings(_Section):
     """How modelyard talks to its database."""
 
     connect_timeout_s: float = Field(5.0, gt=0, description="give up connecting after this long")
@@ -46,7 +53,7 @@ class StoreSettings(BaseModel):
     migrate_on_start: bool = Field(True, description="apply pending schema migrations on open")
 
 
-class RegistrySettings(BaseModel):
+class RegistrySettings(_Section):
     """How models are registered."""
 
     sample_rows: int = Field(
@@ -55,7 +62,7 @@ class RegistrySettings(BaseModel):
     example_rows: int = Field(5, gt=0, description="rows kept as the input example")
 
 
-class ModelServingSettings(BaseModel):
+class ModelServingSettings(_Section):
     """How one model is served; ``serving.models.NAME`` overrides the defaults per model."""
 
     max_batch_size: int = Field(
@@ -72,7 +79,7 @@ class ModelServingSettings(BaseModel):
     )
 
 
-class ServingSettings(BaseModel):
+class ServingSettings(_Section):
     """The inference server."""
 
     host: str = "127.0.0.1"
@@ -92,7 +99,7 @@ class ServingSettings(BaseModel):
         return self.models.get(name, self.defaults)
 
 
-class NotifierSettings(BaseModel):
+class NotifierSettings(_Section):
     """Where alert notifications go; each is retried until delivered."""
 
     webhook_urls: list[str] = Field(default_factory=list, description="POST JSON to each")
@@ -107,7 +114,7 @@ class NotifierSettings(BaseModel):
     )
 
 
-class MonitoringSettings(BaseModel):
+class MonitoringSettings(_Section):
     """Live monitoring of served traffic (DESIGN.md §4 and §5)."""
 
     enabled: bool = Field(True, description="observe requests into window profiles")
@@ -129,7 +136,7 @@ class MonitoringSettings(BaseModel):
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
 
 
-class TriggerSettings(BaseModel):
+class TriggerSettings(_Section):
     """What starts a retrain of one model besides ``modelyard retrain``."""
 
     alerts: list[str] = Field(
@@ -145,7 +152,7 @@ class TriggerSettings(BaseModel):
     )
 
 
-class RetrainSettings(BaseModel):
+class RetrainSettings(_Section):
     """How one model is retrained; ``lifecycle.models.NAME`` in the config file."""
 
     entry_point: str | list[str] = Field(
@@ -185,7 +192,7 @@ class RetrainSettings(BaseModel):
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
 
 
-class LifecycleSettings(BaseModel):
+class LifecycleSettings(_Section):
     """Triggers, retraining runs and their evaluation gate (DESIGN.md §1 step 5)."""
 
     enabled: bool = Field(True, description="the server's primary worker watches triggers")

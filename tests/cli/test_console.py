@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,18 @@ def test_demo_runs_on_embedded_defaults_and_can_run_again(tmp_path: Path) -> Non
     # the monitoring loop: the server's own monitor judged both windows and raised the alerts
     assert "alert DatasetDrift firing for breast-cancer:1" in first.stdout
     assert "alert AccuracyDrop firing for breast-cancer:1" in first.stdout
+    # the last act: the drift alert triggered a retrain, whose candidate passed its gate and
+    # was promoted by a canary; the broken candidate after it was rolled back by the analysis
+    assert "gate passed: accuracy" in first.stdout
+    assert "breast-cancer@champion: version 1 → 3" in first.stdout
+    assert "rolled back automatically" in first.stdout
+    assert "traffic back on version 3" in first.stdout
+    runs = _run("retrain", "breast-cancer", "--list", "--json", cwd=tmp_path)
+    assert runs.returncode == 0, runs.stderr
+    [run] = json.loads(runs.stdout)
+    assert (run["trigger"], run["state"], run["candidate"]) == ("alert", "rollout_started", 3)
+    verified = _run("audit", "verify", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     status = _run("monitor", "status", "breast-cancer", "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     live = _run("report", "--model", "breast-cancer:1", "--since", "1h", "--json", "-",
@@ -53,7 +66,7 @@ def test_demo_runs_on_embedded_defaults_and_can_run_again(tmp_path: Path) -> Non
     assert "stored windows of breast-cancer:1" in live.stdout
     second = _run("demo", "--no-serve", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert "registered breast-cancer:3" in second.stdout
+    assert "registered breast-cancer:5" in second.stdout
     listed = _run("models", "show", "breast-cancer@champion", cwd=tmp_path)
     assert listed.returncode == 0
     assert "classification" in listed.stdout

@@ -45,6 +45,11 @@ def test_a_retrain_trains_registers_gates_and_starts_the_rollout(configure: Conf
     assert provenance.data_uri == Path(data["training_set"]).resolve().as_uri()
     assert provenance.data_sha256 == data["training_set_sha256"]
     assert provenance.parameters["C"] == 0.5
+    # its monitor's reference is the newest production data, the world the gate judged it on
+    assert candidate.manifest.reference is not None
+    assert candidate.manifest.reference.rows == 180
+    held = pd.read_parquet(data["holdout"])
+    assert candidate.reference()[["x0", "x1"]].equals(held[["x0", "x1"]])
     assert candidate.info.tags["retrain_run"] == str(run.id)
 
     rollout = RolloutStore(open_registry(settings)).active("churn")

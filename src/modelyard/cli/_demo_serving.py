@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -19,8 +20,10 @@ from modelyard.settings import Settings
 
 
 def serve_and_query(config: Settings, model: str, rows: np.ndarray, requests: int = 300, *,
-                    window_s: float = 60.0, then: Callable[[str], bool] | None = None) -> bool:
-    """Start `modelyard serve` on free loopback ports (monitoring windows of ``window_s``),
+                    window_s: float = 60.0, then: Callable[[str], bool] | None = None,
+                    config_file: Path | None = None) -> bool:
+    """Start `modelyard serve` on free loopback ports (monitoring windows of ``window_s``;
+    ``config_file`` as its ``MODELYARD_CONFIG``),
     send ``requests`` one-row requests over REST (tritonclient.http, binary tensors) and a few
     over gRPC, print latency percentiles, run ``then(url)``, stop the server with SIGTERM.
     Returns whether every answer matched the in-process model and ``then`` succeeded."""
@@ -37,6 +40,8 @@ def serve_and_query(config: Settings, model: str, rows: np.ndarray, requests: in
         MODELYARD_ARTIFACTS_URI=config.resolved_artifacts_uri,
         MODELYARD_MONITORING__WINDOW_S=str(window_s),
     )
+    if config_file is not None:
+        env["MODELYARD_CONFIG"] = str(config_file.resolve())
     command = [sys.executable, "-m", "modelyard.cli", "serve", "--port", str(port),
                "--grpc-port", str(grpc_port)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,

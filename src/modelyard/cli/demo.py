@@ -21,7 +21,9 @@ def demo(
 ) -> None:
     """Train two classifiers, register both with reference data, crown the better one
     `champion`, load it back and predict, check a shifted table for drift, then serve it, query
-    it over REST and gRPC, and watch its monitor catch shifted traffic and falling accuracy."""
+    it over REST and gRPC, watch its monitor catch shifted traffic and falling accuracy, a
+    retrain triggered by the drift pass its gate and a canary promote it — and a broken
+    candidate rolled back."""
     import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -85,14 +87,20 @@ def demo(
     drift_ok = _drift_report(config, X_test.assign(malignant=y_test.to_numpy()))
     served = True
     if serve:
-        from modelyard.cli._demo_loop import monitoring_loop
+        from modelyard.cli._demo_loop import SCALE, monitoring_loop
+        from modelyard.cli._demo_retrain import last_run, retrain_loop, write_config
         from modelyard.cli._demo_serving import serve_and_query
 
-        served = serve_and_query(
-            config, MODEL_NAME, X_test.to_numpy(), window_s=WINDOW_S,
-            then=lambda url: monitoring_loop(config, url, MODEL_NAME, X_test,
-                                             y_test.to_numpy(), WINDOW_S),
-        )
+        before = last_run(config, MODEL_NAME)
+
+        def loop(url: str) -> bool:
+            watched = monitoring_loop(config, url, MODEL_NAME, X_test, y_test.to_numpy(),
+                                      WINDOW_S)
+            return watched and retrain_loop(config, url, MODEL_NAME,
+                                            X_test.to_numpy(np.float64) * SCALE, before)
+
+        served = serve_and_query(config, MODEL_NAME, X_test.to_numpy(), window_s=WINDOW_S,
+                                 then=loop, config_file=write_config(config.home, MODEL_NAME))
     console.print(f"done in {time.perf_counter() - started:.1f} s. Look next at:")
     for command in (
         "modelyard serve        (then the OIP routes under http://127.0.0.1:8080/v2/)",
@@ -103,6 +111,8 @@ def demo(
         "modelyard audit verify",
         f"modelyard monitor status {MODEL_NAME}",
         "modelyard alerts list",
+        f"modelyard retrain {MODEL_NAME} --list",
+        "modelyard rollout list",
         f"modelyard report --model {MODEL_NAME}@champion --since 1h --html live.html",
         f"modelyard report --model {MODEL_NAME}@champion --current <table> --html report.html",
     ):

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from modelyard.cli._common import JSON_OPTION, console, err_console, print_json, settings
+from modelyard.errors import InvalidInput
 
 
 def _retrainer(ctx: typer.Context, quiet: bool = False) -> Any:
@@ -35,6 +36,8 @@ def retrain(
     """Retrain a model now: fresh labelled data, training, gate, then its rollout."""
     from modelyard.lifecycle.runs import Trigger
 
+    if list_runs and dry_run:
+        raise InvalidInput("choose one of --list and --dry-run")
     retrainer = _retrainer(ctx, quiet=as_json or dry_run or list_runs)
     if list_runs:
         runs = retrainer.runs.find(model)
@@ -52,15 +55,7 @@ def retrain(
         return
     who = retrainer.registry.actor
     run = retrainer.run(model, Trigger("manual", reason or f"started by {who} at the CLI"))
-    if as_json:
-        print_json(run.to_dict())
-    else:
-        console.print(f"run {run.id}: {run.state.replace('_', ' ')} — {run.message}",
-                      markup=False)
-    if run.state in ("failed", "rejected"):
-        if not as_json:
-            err_console.print(f"error: retraining run {run.id} {run.state}", markup=False)
-        raise typer.Exit(1)
+    _ended(run, as_json, ("failed", "rejected"))
 
 
 def approve(
@@ -76,12 +71,20 @@ def approve(
     retrainer = _retrainer(ctx, quiet=True)
     run = (retrainer.decline(model, run_id, reason) if decline
            else retrainer.approve(model, run_id))
+    _ended(run, as_json, ("failed",))
+
+
+def _ended(run: Any, as_json: bool, failures: tuple[str, ...]) -> None:
+    """The run's end on stdout (JSON, or a line for people); a failure also as one line on
+    stderr with its reason, and exit 1."""
+    state = run.state.replace("_", " ")
     if as_json:
         print_json(run.to_dict())
-    else:
-        console.print(f"run {run.id}: {run.state.replace('_', ' ')} — {run.message}",
-                      markup=False)
-    if run.state == "failed":
+    elif run.state not in failures:
+        console.print(f"run {run.id}: {state} — {run.message}", markup=False)
+    if run.state in failures:
+        err_console.print(f"error: retraining run {run.id} {state}: {run.message}",
+                          markup=False)
         raise typer.Exit(1)
 
 
@@ -89,12 +92,12 @@ def _table(runs: list[Any]) -> None:
     if not runs:
         console.print("no retraining runs")
         return
-    table = Table("run", "started", "trigger", "state", "stage", "champion", "candidate",
-                  "message")
+    table = Table("run", "started (UTC)", "trigger", "versions", "state", "message")
+    table.columns[1].no_wrap = True
     for run in runs:
-        table.add_row(str(run.id), run.started_at[:19], run.trigger,
-                      run.state.replace("_", " "), run.stage,
-                      str(run.champion or ""), str(run.candidate or ""), run.message or "")
+        versions = f"{run.champion} → {run.candidate}" if run.candidate else str(run.champion)
+        table.add_row(str(run.id), run.started_at[:16].replace("T", " "), run.trigger,
+                      versions, run.state.replace("_", " "), run.message or run.stage)
     console.print(table)
 
 

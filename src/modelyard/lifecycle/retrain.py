@@ -14,7 +14,9 @@ it — ``modelyard retrain NAME``, a firing alert or a schedule (:mod:`modelyard
    (:mod:`modelyard.lifecycle.training`).
 3. **registering** — the model it wrote becomes the next version, with the champion as its
    parent and the training set, the run, the trigger and the entry point's metrics in its
-   provenance and tags.
+   provenance and tags. Its reference data is the holdout — the newest production data, so
+   its monitor compares live traffic with the world it was chosen for, not with a blend of
+   old and new that would read as drift at once.
 4. **gate** — candidate and champion predict the holdout (:mod:`modelyard.lifecycle.gate`).
 5. **approval** — with ``approval = true`` the run waits for ``modelyard approve``.
 6. **rollout** — the configured rollout starts (:mod:`modelyard.rollout.state`); from here the
@@ -204,7 +206,7 @@ class Retrainer:
             return self._fail(run, f"training {training.status.replace('_', ' ')}: "
                                    f"{training.message}")
 
-        candidate = self._register(run, config, champion, training, train_path, labels_column,
+        candidate = self._register(run, config, champion, training, holdout, labels_column,
                                    data_detail)
         run = self.runs.stage(run, "gate", None, {}, candidate=candidate.version)
         self.progress(f"  registered {candidate.info.ref} (parent {champion.info.ref})")
@@ -284,12 +286,15 @@ class Retrainer:
                             run_id=f"{run.model}-{run.id}")
 
     def _register(self, run: RetrainRun, config: RetrainSettings, champion: Predictor,
-                  training: TrainingRun, train_path: Path, labels_column: str,
+                  training: TrainingRun, holdout: pd.DataFrame, labels_column: str,
                   data: Mapping[str, Any]) -> Predictor:
+        """The trained model as the next version. Its reference (what its monitor compares
+        live traffic with, and its baseline metrics) is the holdout: the newest production
+        data, the world the gate chose it for. Its provenance names the training set."""
         assert training.model_path is not None
-        train = pd.read_parquet(train_path).drop(columns=[SOURCE_COLUMN])
+        train_path = Path(data["training_set"])
         info = register(
-            training.model_path, run.model, reference=train, labels_column=labels_column,
+            training.model_path, run.model, reference=holdout, labels_column=labels_column,
             task=champion.task, parent=champion.info.ref,
             description=f"retrained by run {run.id} ({run.trigger}: {run.reason})",
             params={**config.params, **training.params},
@@ -364,6 +369,7 @@ class Retrainer:
         return found
 
     def _awaiting(self, model: str, run_id: int | None) -> RetrainRun:
+        self.config(model)
         if run_id is not None:
             run = self.runs.get(run_id)
             if run.model != model:
