@@ -145,12 +145,13 @@ def test_every_worker_routes_by_the_store_and_a_rollback_is_immediate(
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_the_controller_promotes_a_good_canary_and_rolls_a_failing_one_back(
-    tmp_path: Path, cancer: Data, cancer_model: Pipeline,
+    tmp_path: Path, cancer: Data, cancer_model: Pipeline, postgres_url: str,
 ) -> None:
     X, _ = cancer
     home = tmp_path / "home"
-    settings = Settings(home=home)
+    settings = Settings(home=home, database_url=postgres_url)
     _register_two(settings, cancer, cancer_model)
     code = tmp_path / "flaky.py"
     code.write_text(FLAKY_MODEL)
@@ -162,18 +163,19 @@ def test_the_controller_promotes_a_good_canary_and_rolls_a_failing_one_back(
         {"name": "latency", "metric": "latency_p99_s", "comparison": "<=", "threshold": 20,
          "relative": True, "min_samples": 30},
     ]}
-    server = LiveServer(home, {"MODELYARD_MONITORING__WINDOW_S": "1"})
+    server = LiveServer(home, {"MODELYARD_MONITORING__WINDOW_S": "1",
+                               "MODELYARD_DATABASE_URL": postgres_url}, workers=2)
     registry = modelyard.open_registry(settings)
     rollouts = RolloutStore(registry)
-    client = httpx.Client(base_url=server.url, timeout=10)
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(2)]
 
     def traffic(seconds: float) -> Counter[int]:
         codes: Counter[int] = Counter()
         deadline = time.monotonic() + seconds
         i = 0
-        while time.monotonic() < deadline:
-            codes[client.post("/v2/models/cancer/infer", json=_body(rows[i % len(rows)]))
-                  .status_code] += 1
+        while time.monotonic() < deadline:  # two connections: both workers carry traffic
+            codes[clients[i % 2].post("/v2/models/cancer/infer",
+                                      json=_body(rows[i % len(rows)])).status_code] += 1
             i += 1
             time.sleep(0.005)
         return codes
@@ -209,7 +211,8 @@ def test_the_controller_promotes_a_good_canary_and_rolls_a_failing_one_back(
         assert {"rollout.start", "rollout.step", "rollout.promote", "rollout.rollback",
                 "alias.set"} <= set(actions)
     finally:
-        client.close()
+        for client in clients:
+            client.close()
         server.stop()
 
 
@@ -268,7 +271,15 @@ def test_a_shadow_answers_copies_and_blue_green_switches_at_once(
     try:
         shadow = rollouts.start("cancer", 2, strategy="shadow", step_duration_s=2)
         time.sleep(PICKUP_S)
-        assert _versions(server.url, rows, 200) == {"1": 200}  # callers only get the baseline
+        baseline = cancer_model.predict(cancer[0])
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for i in range(200):  # callers only ever get the baseline's answers
+                reply = client.post("/v2/models/cancer/infer", json=_body(rows[i]))
+                assert reply.status_code == 200, reply.text
+                answer = reply.json()
+                assert answer["model_version"] == "1"
+                predicted = next(o for o in answer["outputs"] if o["name"] == "predict")
+                assert predicted["data"] == [baseline[i]], i
         time.sleep(3)  # a step duration: the controller records its analysis of the shadow
     finally:
         code, _, err = server.stop()  # the router writes its last shadow tallies on the way out
