@@ -5,57 +5,24 @@ what they print, how they exit, and what the store holds afterwards."""
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import modelyard
 from modelyard.api.workspace import open_registry
 from modelyard.cli import app
 from modelyard.lifecycle.runs import RetrainRuns
-from modelyard.live.feedback import FeedbackStore
-from modelyard.live.predlog import PredictionLog
-from modelyard.live.records import PredictionRecord
 from modelyard.rollout.state import RolloutStore
 from modelyard.settings import Settings
 
+from .._retraining import TRAINER, serve_churn
+
 Run = Callable[..., tuple[int, str, str]]
 Configure = Callable[..., None]
-
-FEATURES = ["x0", "x1"]
-
-TRAINER = textwrap.dedent('''
-    from sklearn.dummy import DummyClassifier
-    from sklearn.linear_model import LogisticRegression
-
-
-    def train(data, output_dir, C=1.0):
-        X = data.drop(columns=["label", "source"])
-        return LogisticRegression(C=C).fit(X, data["label"])
-
-
-    def constant(data, output_dir):
-        X = data.drop(columns=["label", "source"])
-        return DummyClassifier(strategy="constant", constant=0).fit(X, data["label"])
-
-
-    def crash(data, output_dir):
-        raise RuntimeError("the feature store is unreachable")
-''')
-
-
-def _concept(X: np.ndarray, new: bool) -> np.ndarray:
-    """The old world labels x0 + x1 > 0; the new one x0 - x1 > 0."""
-    return np.asarray((X[:, 0] - X[:, 1] if new else X[:, 0] + X[:, 1]) > 0, dtype=np.int64)
-
 
 def _one_error_line(code: int, out: str, err: str, message: str) -> None:
     assert code == 1, (out, err)
@@ -86,28 +53,7 @@ def run(home: Path) -> Run:
 def served(home: Path) -> Settings:
     """A champion ``churn:1`` trained on the old world; 600 labelled predictions from the new
     one in the store under ``home``."""
-    settings = Settings(home=home, actor="tester")
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(800, 2))
-    y = pd.Series(_concept(X, new=False), name="label")
-    reference = pd.DataFrame(X, columns=FEATURES)
-    model = LogisticRegression().fit(reference, y)
-    modelyard.register(model, "churn", reference=reference, labels=y, alias="champion",
-                       settings=settings)
-    log = PredictionLog(open_registry(settings).db)
-    live = rng.normal(size=(600, 2))
-    start = datetime.now(UTC) - timedelta(hours=2)
-    answers = model.predict(pd.DataFrame(live, columns=FEATURES))
-    for i, row in enumerate(live):
-        log.submit(PredictionRecord(
-            f"r{i}", "churn", 1, row[None, :], {"predict": answers[i:i + 1]},
-            latency_ms=2.0, at=(start + timedelta(seconds=5 * i)).timestamp(),
-            columns=FEATURES, classes=[0, 1]))
-    log.flush()
-    labels = _concept(live, new=True)
-    FeedbackStore(open_registry(settings).db).ingest(
-        [{"id": f"r{i}", "label": int(value)} for i, value in enumerate(labels)])
-    return settings
+    return serve_churn(Settings(home=home, actor="tester"))
 
 
 def _toml(value: Any) -> str:
