@@ -119,7 +119,8 @@ class NumericSketch:
             return self
         work = _scratch(total)
         np.copyto(work, x)  # DataSketches takes only contiguous, writeable arrays
-        mean = float(work.sum()) / total
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum past 1e308
+            mean = float(work.sum()) / total
         if math.isfinite(mean):
             self._kll.update(work)
             work -= mean
