@@ -52,6 +52,9 @@ class _Uvicorn(uvicorn.Server):
 
 def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     """Run the server until SIGTERM/SIGINT. Blocks."""
+    from modelyard.lifecycle.triggers import check_lifecycle
+
+    check_lifecycle(settings)  # a typo in a retraining table stops here, before any worker
     workers = settings.serving.workers
     if workers == 1:
         _run(settings, announce)

@@ -82,7 +82,7 @@ def configure(tmp_path: Path, home: Path) -> Configure:
             "rollout": {"strategy": "canary", "steps": "10,50,100", "step_duration": "1m"},
             **model,
         }
-        tables = {key: config.pop(key) for key in ("gate", "rollout")}
+        tables = {key: config.pop(key) for key in ("gate", "rollout", "triggers") if key in config}
         lines = [f"home = {_toml(str(home))}", "", f"[lifecycle.models.{name}]"]
         lines += [f"{key} = {_toml(value)}" for key, value in config.items()]
         for table, values in tables.items():
@@ -408,3 +408,15 @@ def test_a_retrain_during_a_rollout_is_refused(
     assert "rollout" in plan["blockers"][0]
     assert len(_runs(served)) == 1
     assert _versions(served) == [1, 2]
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"triggers": {"schedule": "every monday"}}, "lifecycle.models.churn: schedule 'every monday'"),
+    ({"gate": {"metrics": ["acc"]}}, "lifecycle.models.churn: unknown gate metric 'acc'"),
+])
+def test_serve_and_monitor_refuse_retraining_settings_that_cannot_work(
+        run: Run, served: Settings, configure: Configure, table: dict[str, Any],
+        message: str) -> None:
+    configure(**table)
+    _one_error_line(*run("serve", "--port", "0", "--grpc-port", "0"), message)
+    _one_error_line(*run("monitor", "run"), message)

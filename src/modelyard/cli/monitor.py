@@ -142,8 +142,9 @@ def run(
     triggers = None
     if not once and config.lifecycle.enabled and config.lifecycle.models:
         from modelyard.lifecycle.retrain import Retrainer
-        from modelyard.lifecycle.triggers import Triggers
+        from modelyard.lifecycle.triggers import Triggers, check_lifecycle
 
+        check_lifecycle(config)
         triggers = Triggers(Retrainer(config, predictions=predictions))
         triggers.start()
     try:

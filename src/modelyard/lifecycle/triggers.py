@@ -29,10 +29,11 @@ from croniter import croniter
 from sqlalchemy import select
 
 from modelyard.errors import Conflict, InvalidInput, ModelyardError
-from modelyard.lifecycle.retrain import Retrainer
+from modelyard.lifecycle.gate import load_gate
+from modelyard.lifecycle.retrain import Retrainer, check_rollout_spec
 from modelyard.lifecycle.runs import Trigger
 from modelyard.registry import ModelRef
-from modelyard.settings import RetrainSettings
+from modelyard.settings import RetrainSettings, Settings
 from modelyard.store.tables import alert_states
 
 log = logging.getLogger("modelyard.lifecycle")
@@ -52,6 +53,20 @@ def check_schedule(expression: str) -> str:
         raise InvalidInput(f"schedule {expression!r} is not a cron expression (five fields: "
                            "minute hour day-of-month month day-of-week, e.g. '0 3 * * 1')")
     return expression
+
+
+def check_lifecycle(settings: Settings) -> None:
+    """Every ``[lifecycle.models.NAME]`` table holds: its gate, its rollout and its schedule.
+    Run before a server or monitor starts, so a typo is one clear line, not a worker's death.
+    """
+    for model, config in settings.lifecycle.models.items():
+        try:
+            load_gate(config.gate)
+            check_rollout_spec(config.rollout)
+            if config.triggers.schedule:
+                check_schedule(config.triggers.schedule)
+        except InvalidInput as error:
+            raise InvalidInput(f"lifecycle.models.{model}: {error}") from None
 
 
 def last_slot(expression: str, now: datetime) -> datetime:
