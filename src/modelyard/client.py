@@ -143,3 +143,37 @@ class Client:
                             json={"reason": reason} if reason else None)
         done: dict[str, Any] = answer["rollout"]
         return done
+
+    # -- retraining --------------------------------------------------------------------------
+
+    def retrain(self, model: str, reason: str | None = None) -> dict[str, Any]:
+        """Start a retrain of ``model`` on the server (it runs in the background); the begun
+        run. Follow it with :meth:`retrain_runs`."""
+        body = {"reason": reason} if reason else None
+        answer = self._call("POST", f"/api/v1/models/{model}/retrain", json=body)
+        run: dict[str, Any] = answer["run"]
+        return run
+
+    def retrain_plan(self, model: str) -> dict[str, Any]:
+        """What a retrain of ``model`` would do now (a dry run; nothing changes)."""
+        answer = self._call("POST", f"/api/v1/models/{model}/retrain", json={"dry_run": True})
+        plan: dict[str, Any] = answer["plan"]
+        return plan
+
+    def retrain_runs(self, model: str) -> list[dict[str, Any]]:
+        """The model's recent retraining runs, newest first."""
+        answer = self._call("GET", f"/api/v1/models/{model}/retrain")
+        runs: list[dict[str, Any]] = answer["runs"]
+        return runs
+
+    def approve(self, model: str, run: int | None = None, decline: bool = False,
+                reason: str | None = None) -> dict[str, Any]:
+        """Start the rollout of a candidate awaiting approval (or ``decline`` it)."""
+        body: dict[str, Any] = {"decline": decline}
+        if run is not None:
+            body["run"] = run
+        if reason:
+            body["reason"] = reason
+        answer = self._call("POST", f"/api/v1/models/{model}/retrain/approve", json=body)
+        done: dict[str, Any] = answer["run"]
+        return done

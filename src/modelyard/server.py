@@ -27,7 +27,7 @@ import grpc
 import uvicorn
 
 from modelyard.api import open_registry
-from modelyard.lifecycle.admin import RolloutAdmin
+from modelyard.lifecycle.admin import RetrainAdmin, RolloutAdmin
 from modelyard.lifecycle.routing import RolloutRouter
 from modelyard.rollout.state import RolloutStore
 from modelyard.serving import DataPlane, InferencePool, build_dataplane
@@ -112,6 +112,8 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
                               worker=worker, replica=f"{socket.gethostname()}-{os.getpid()}")
         live.attach(dataplane)
         live.start()
+    retrains = _retrain_admin(settings, registry, live)
+    dataplane.retrains = retrains
     controller = None
     triggers = None
     if worker == 0:  # one controller steps the rollouts (another replica's may race: harmless)
@@ -159,6 +161,7 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
         await loop.run_in_executor(None, controller.close)
     if triggers is not None:
         await loop.run_in_executor(None, triggers.close)
+    retrains.close()
     await loop.run_in_executor(None, router.close)
     if live is not None:
         await loop.run_in_executor(None, live.close)
@@ -181,6 +184,14 @@ def _controller(rollouts: RolloutStore, dataplane: DataPlane, live: Any) -> Roll
                    for s in dataplane.manager.versions(model))
 
     return RolloutController(rollouts, signals, is_ready=is_ready)
+
+
+def _retrain_admin(settings: Settings, registry: Registry, live: Any) -> RetrainAdmin:
+    """The admin API's retraining: runs it starts are carried out on a thread of this worker."""
+    from modelyard.lifecycle.retrain import Retrainer
+
+    return RetrainAdmin(Retrainer(settings, registry,
+                                  predictions=live.predictions if live is not None else None))
 
 
 def _triggers(settings: Settings, registry: Registry, live: Any) -> Triggers | None:

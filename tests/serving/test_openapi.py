@@ -19,6 +19,8 @@ ROUTES = [
     ("post", "/v1/models/{m}:predict"), ("get", "/v1/models/{m}"), ("post", "/v1/feedback"),
     ("get", "/api/v1/models/{m}/monitoring"), ("get", "/api/v1/models/{m}/rollout"),
     ("post", "/api/v1/models/{m}/rollout"), ("post", "/api/v1/models/{m}/rollout/{action}"),
+    ("get", "/api/v1/models/{m}/retrain"), ("post", "/api/v1/models/{m}/retrain"),
+    ("post", "/api/v1/models/{m}/retrain/approve"),
     ("get", "/metrics"), ("get", "/openapi.json"),
 ]
 

@@ -154,7 +154,12 @@ class Retrainer:
         Raises only before the run exists: settings that do not hold, an unknown model, a run
         or rollout already under way (:class:`Conflict`).
         """
-        config = self.config(model)
+        return self.proceed(self.begin(model, trigger))
+
+    def begin(self, model: str, trigger: Trigger | None = None) -> RetrainRun:
+        """The run's row, after every check that can refuse it (see :meth:`run`); then
+        :meth:`proceed` carries it out, here or on another thread."""
+        self.config(model)
         trigger = trigger or Trigger("manual", f"started by {self.registry.actor}")
         champion = self._champion(model)
         blockers = self._blockers(model)
@@ -162,13 +167,20 @@ class Retrainer:
             raise Conflict(blockers[0])
         run = self.runs.start(model, trigger, champion.version)
         self.progress(f"retraining run {run.id} of {model}: {trigger.reason}")
+        return run
+
+    def proceed(self, run: RetrainRun) -> RetrainRun:
+        """Carry a begun run through its stages; never raises."""
         try:
+            config = self.config(run.model)
+            champion = load(f"{run.model}:{run.champion}", self.settings)
             return self._stages(run, config, champion)
         except Exception as error:  # a run ends with its reason, whatever went wrong
             if not isinstance(error, ModelyardError):
-                log.exception("retraining run %s of %s failed", run.id, model)
+                log.exception("retraining run %s of %s failed", run.id, run.model)
             message = first_line(str(error)) or type(error).__name__
-            return self._fail(run, f"{run.stage}: {message}")
+            current = self.runs.get(run.id)
+            return self._fail(current, f"{current.stage}: {message}")
 
     def approve(self, model: str, run_id: int | None = None) -> RetrainRun:
         """Start the rollout of a run that awaits approval."""

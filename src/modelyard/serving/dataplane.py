@@ -28,7 +28,7 @@ from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.model import Prepared, ServedModel
 from modelyard.serving.observe import FeedbackSink, MonitoringHistory, Observation, Observer
-from modelyard.serving.routing import RolloutAdmin, Router
+from modelyard.serving.routing import RetrainAdmin, RolloutAdmin, Router
 from modelyard.serving.types import (
     InferRequest,
     InferResponse,
@@ -60,6 +60,7 @@ class DataPlane:
         self.history: MonitoringHistory | None = None
         self.router: Router | None = None
         self.rollouts: RolloutAdmin | None = None
+        self.retrains: RetrainAdmin | None = None
         self.draining = False
         self._in_flight = 0
         self._mirrors: set[asyncio.Task[None]] = set()
@@ -363,6 +364,26 @@ class DataPlane:
         if reason is not None and not isinstance(reason, str):
             raise InvalidInput("reason must be text")
         return await loop.run_in_executor(None, admin.act, name, action, reason)
+
+    # -- retraining (admin API) ---------------------------------------------------------
+
+    async def retrain(self, name: str, action: str | None = None,
+                      body: Any = None) -> tuple[int, Any]:
+        """The model's runs (``action`` None), a new run (``"start"``: 202 and the begun run;
+        200 and the plan for ``{"dry_run": true}``) or ``"approve"``; returns (status, body)."""
+        admin = self.retrains
+        if admin is None:
+            raise Unavailable("this server does not manage retraining")
+        loop = asyncio.get_running_loop()
+        if action is None:
+            return 200, await loop.run_in_executor(None, admin.runs, name)
+        if action == "start":
+            started, result = await loop.run_in_executor(None, admin.start, name, body)
+            return (202 if started else 200), result
+        if action == "approve":
+            return 200, await loop.run_in_executor(None, admin.approve, name, body)
+        raise NotFound(f"unknown retraining action {action!r}; POST .../retrain or "
+                       ".../retrain/approve")
 
     # -- model repository extension ------------------------------------------------------
 

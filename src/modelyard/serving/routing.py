@@ -42,3 +42,17 @@ class RolloutAdmin(Protocol):
 
     def act(self, model: str, action: str, reason: str | None) -> dict[str, Any]:
         """promote, pause, resume, rollback or abort the model's active rollout."""
+
+
+class RetrainAdmin(Protocol):
+    """The admin API's view of retraining (:mod:`modelyard.lifecycle.admin` implements it)."""
+
+    def runs(self, model: str) -> dict[str, Any]:
+        """The model's recent retraining runs, newest first."""
+
+    def start(self, model: str, body: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Start a run in the background (``True`` and the begun run), or, with
+        ``{"dry_run": true}``, what a run would do (``False`` and the plan)."""
+
+    def approve(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Start the rollout of a run awaiting approval, or decline it."""

@@ -12,6 +12,7 @@ Routes (Open Inference Protocol, Triton's repository extension, KServe V1, metri
     POST /v1/feedback                           GET  /api/v1/models/{m}/monitoring?since=24h
     GET  /api/v1/models/{m}/rollout             POST /api/v1/models/{m}/rollout
     POST /api/v1/models/{m}/rollout/promote|pause|resume|rollback|abort
+    GET  /api/v1/models/{m}/retrain             POST /api/v1/models/{m}/retrain[/approve]
     GET  /metrics                                GET  /openapi.json
 """
 
@@ -99,6 +100,19 @@ class RestApp:
                 return await _respond(send, 405, codec.dumps({"error": f"{method} is not "
                                       "allowed here"}), request_id)
             await _respond(send, 200, codec.dumps(result), request_id)
+        elif head == "api" and len(parts) in (5, 6) and parts[1:3] == ["v1", "models"] \
+                and parts[4] == "retrain":
+            action = parts[5] if len(parts) == 6 else None
+            if method == "GET" and action is None:
+                status, answer = await self.dataplane.retrain(parts[3])
+            elif method == "POST":
+                raw = await _read_body(receive, headers, self.max_body)
+                status, answer = await self.dataplane.retrain(parts[3], action or "start",
+                                                              _json(raw) if raw else None)
+            else:
+                return await _respond(send, 405, codec.dumps({"error": f"{method} is not "
+                                      "allowed here"}), request_id)
+            await _respond(send, status, codec.dumps(answer), request_id)
         elif parts == ["openapi.json"] and method == "GET":
             await _respond(send, 200, self._openapi, request_id)
         elif parts == ["metrics"] and method == "GET":

@@ -140,6 +140,33 @@ def document(version: str) -> dict[str, Any]:
             "type": "object", "properties": {"reason": {"type": "string"}}}}}},
         "responses": {"200": rollout_answer, **_errors(400, 404, 409, 503)},
     }}
+    run_answer = _json({"type": "object", "properties": {
+        "model": {"type": "string"}, "run": {"type": "object"}}})
+    retrain = {
+        "get": {"summary": "the model's recent retraining runs, newest first",
+                "parameters": [_M], "responses": {"200": _json({"type": "object", "properties": {
+                    "model": {"type": "string"}, "runs": {"type": "array"}}}),
+                    **_errors(404, 503)}},
+        "post": {"summary": "retrain now (in the background), or with dry_run what a run "
+                            "would do",
+                 "parameters": [_M],
+                 "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                     "type": "object", "properties": {"dry_run": {"type": "boolean"},
+                                                      "reason": {"type": "string"}}}}}},
+                 "responses": {"202": run_answer,
+                               "200": _json({"type": "object", "properties": {
+                                   "model": {"type": "string"}, "plan": {"type": "object"}}}),
+                               **_errors(400, 404, 409, 503)}},
+    }
+    approve = {"post": {
+        "summary": "start the rollout of a retrained candidate awaiting approval, or decline it",
+        "parameters": [_M],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"run": {"type": "integer"},
+                                             "decline": {"type": "boolean"},
+                                             "reason": {"type": "string"}}}}}},
+        "responses": {"200": run_answer, **_errors(400, 404, 409, 503)},
+    }}
     feedback = {"post": {
         "summary": "delayed labels for earlier predictions, by request id (idempotent)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -151,7 +178,8 @@ def document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "modelyard", "version": version,
                  "description": "Open Inference Protocol (KServe V2), KServe V1, Triton's "
-                                "repository extension, feedback, monitoring and rollouts."},
+                                "repository extension, feedback, monitoring, rollouts and "
+                                "retraining."},
         "paths": {
             "/v2": _get("server metadata", {"type": "object"}, errors=()),
             "/v2/health/live": health,
@@ -191,6 +219,8 @@ def document(version: str) -> dict[str, Any]:
             "/api/v1/models/{m}/monitoring": monitoring,
             "/api/v1/models/{m}/rollout": rollout,
             "/api/v1/models/{m}/rollout/{action}": steer,
+            "/api/v1/models/{m}/retrain": retrain,
+            "/api/v1/models/{m}/retrain/approve": approve,
             "/metrics": {"get": {"summary": "Prometheus text format",
                                  "responses": {"200": {"description": "text/plain"}}}},
             "/openapi.json": {"get": {"summary": "this document",
