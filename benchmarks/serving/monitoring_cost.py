@@ -89,6 +89,9 @@ def make_models(work: Path) -> dict[str, Any]:
     return bodies
 
 
+SETTINGS: dict[str, str] = {}  # --setting KEY=VALUE: MODELYARD_KEY for the monitored server
+
+
 def server_env(work: Path, monitoring: bool, batch: bool) -> dict[str, str]:
     common = {"max_batch_size": 32 if batch else 1, "max_delay_ms": 0, "max_queue": 1024,
               "cache_entries": 0, "onnx_threads": 1}
@@ -102,6 +105,8 @@ def server_env(work: Path, monitoring: bool, batch: bool) -> dict[str, str]:
         MODELYARD_MONITORING__ENABLED="true" if monitoring else "false",
         OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
     )
+    if monitoring:
+        env.update({f"MODELYARD_{key}": value for key, value in SETTINGS.items()})
     return env
 
 
@@ -163,18 +168,28 @@ def main() -> None:
     parser.add_argument("--models", default="hgb,mlp")
     parser.add_argument("--conc", default="16,64")
     parser.add_argument("--work", type=Path, default=Path("/tmp/modelyard-bench-monitoring-cost"))
+    parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the monitored server, e.g. MONITORING__LOG_SINK=parquet")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    for item in args.setting:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"--setting {item!r} is not KEY=VALUE")
+        SETTINGS[key] = value
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     args.work.mkdir(parents=True, exist_ok=True)
     make_models(args.work)
-    out_dir = HERE / "results"
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.date.today().isoformat()
     raw = out_dir / f"{stamp}-monitoring-cost.jsonl"
     runs: list[dict[str, Any]] = []
     concs = [int(c) for c in args.conc.split(",")]
     for n in range(args.passes):
-        for batch in (False, True):
+        for batch in {"off": (False,), "on": (True,), "both": (False, True)}[args.batching]:
             order = (False, True) if n % 2 == 0 else (True, False)
             for monitoring in order:
                 server = start(args.work, monitoring, batch)
@@ -214,6 +229,8 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
                          c: int = conc) -> list[float]:
                     return [r[key] for r in runs if r.get("model") == m and r["batch"] == b
                             and r.get("conc") == c and r.get("monitoring") == on]
+                if not pick(False, "rps") or not pick(True, "rps"):
+                    continue  # a batching mode this run left out
                 off = statistics.median(pick(False, "rps"))
                 on = statistics.median(pick(True, "rps"))
                 cost = 1 - on / off
@@ -232,8 +249,8 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"- Prediction-log rows written per monitored server run: "
         f"{', '.join(f'{n:,}' for n in logged)} (every request of the run, warm-up included).",
         f"- Non-2xx responses over all runs: {errors}.",
-        f"- Command: `.venv/bin/python benchmarks/serving/monitoring_cost.py --passes "
-        f"{args.passes} --duration {args.duration}`; median of {args.passes} passes, "
+        f"- Command: `.venv/bin/python benchmarks/serving/monitoring_cost.py "
+        f"{' '.join(sys.argv[1:])}`; median of {args.passes} passes, "
         f"{args.duration} s each after {args.warmup} s of warm-up; server on CPU 1, wrk on CPU 0.",
         f"- Date: {dt.date.today().isoformat()}; machine: {os.cpu_count()} vCPU, "
         f"{os.uname().sysname} {os.uname().release}.",
