@@ -100,7 +100,10 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
     registry = open_registry(settings)
     dataplane = await loop.run_in_executor(None, build_dataplane, registry, config, pool)
     rollouts = RolloutStore(registry)
-    router = RolloutRouter(rollouts, dataplane.manager)
+    metrics = dataplane.metrics
+    router = RolloutRouter(rollouts, dataplane.manager, on_refresh=lambda active: (
+        metrics.set_rollouts([(r.model, r.baseline, r.candidate, r.strategy, r.weight)
+                              for r in active])))
     await loop.run_in_executor(None, router.start)
     dataplane.router = router
     dataplane.rollouts = RolloutAdmin(rollouts)

@@ -232,6 +232,9 @@ def test_the_admin_api_and_the_python_client_steer_a_rollout(
                                            sticky="X-User")
             assert (started["weight"], started["step_duration_s"]) == (10.0, 3600.0)
             assert started["events"][0]["kind"] == "started"
+            gauge = ('modelyard_rollout_candidate_weight_percent{baseline="1",candidate="2",'
+                     'model="cancer",strategy="canary"} 10.0')
+            _until(lambda: gauge in httpx.get(f"{server.url}/metrics").text, PICKUP_S)
             for spec, status, message in (
                 ({"candidate": 2}, 409, "already has a running rollout"),
                 ({"candidate": "two"}, 400, "candidate must be a version number"),
@@ -246,6 +249,8 @@ def test_the_admin_api_and_the_python_client_steer_a_rollout(
             client.steer_rollout("cancer", "resume")
             promoted = client.steer_rollout("cancer", "promote")
             assert promoted["state"] == "promoted"
+            _until(lambda: "modelyard_rollout_candidate_weight_percent{" not in httpx.get(
+                f"{server.url}/metrics").text, PICKUP_S)  # an ended rollout leaves the gauge
             with pytest.raises(ServerError, match="no running or paused rollout") as caught:
                 client.steer_rollout("cancer", "rollback")
             assert caught.value.status == 404

@@ -90,8 +90,10 @@ class RolloutRouter:
         self, store: RolloutStore, manager: ModelManager, *, interval_s: float = 0.5,
         registry_every_s: float = 2.0, shadow_every_s: float = 10.0, retry_load_s: float = 10.0,
         draw: Callable[[], float] = random.random,
+        on_refresh: Callable[[list[Rollout]], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_refresh = on_refresh  # hears the active rollouts after each refresh (metrics)
         self.manager = manager
         self.interval_s = interval_s
         self.registry_every_s = registry_every_s
@@ -180,12 +182,15 @@ class RolloutRouter:
             self._registry_checked = now
             self._reload_changed()
         table: dict[str, _Route] = {}
-        for rollout in self.store.find(active_only=True):
+        active = self.store.find(active_only=True)
+        for rollout in active:
             ready = self._warm(rollout)
             weight = rollout.weight if rollout.strategy != "shadow" else 0.0
             split = policy.Split(rollout.baseline, rollout.candidate, weight)
             table[rollout.model] = _Route(rollout, split, ready, sticky_spec(rollout.sticky_header))
         self._table = table
+        if self.on_refresh is not None:
+            self.on_refresh(active)
         if now - self._shadow_flushed >= self.shadow_every_s:
             self._shadow_flushed = now
             self.flush_shadow()

@@ -97,6 +97,12 @@ class ServingMetrics:
             "(database unavailable), log_dropped (journal full).",
             ["fate"], registry=r,
         )
+        self.rollout_weight = Gauge(
+            "modelyard_rollout_candidate_weight_percent",
+            "The candidate's share of traffic in each active rollout, as this process routes it "
+            "(0 while a blue-green candidate warms and for a shadow).",
+            ["model", "baseline", "candidate", "strategy"], registry=r,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -142,6 +148,13 @@ class ServingMetrics:
                 if column.get("threshold") is not None:
                     self.monitor_drift_threshold.labels(model, version, column["name"]).set(
                         column["threshold"])
+
+    def set_rollouts(self, rollouts: list[tuple[str, int, int, str, float]]) -> None:
+        """The active rollouts as (model, baseline, candidate, strategy, weight); ended ones
+        disappear from the exposition."""
+        self.rollout_weight.clear()
+        for model, baseline, candidate, strategy, weight in rollouts:
+            self.rollout_weight.labels(model, str(baseline), str(candidate), strategy).set(weight)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
