@@ -168,3 +168,22 @@ def test_a_trigger_key_starts_one_run(configure: Configure) -> None:
     assert retrainer.run("churn", trigger).state == "failed"
     with pytest.raises(Conflict, match="already started"):
         retrainer.run("churn", trigger)
+
+
+def test_a_second_retrain_adds_the_original_reference_not_the_last_holdout(
+        configure: Configure) -> None:
+    settings = configure(include_reference=True)
+    first = Retrainer(settings).run("churn")
+    assert first.state == "rollout_started", first.message
+    assert first.detail["data"]["reference_from"] == "churn:1"
+    assert first.detail["data"]["reference_rows"] == 800
+    RolloutStore(open_registry(settings)).promote("churn")  # churn:2 is the champion now
+    retrainer = Retrainer(settings)
+    plan = retrainer.plan("churn")
+    assert (plan["champion"], plan["data"]["reference_from"]) == (2, "churn:1")
+    second = retrainer.run("churn")
+    # churn:2's reference is the first run's holdout, rows the log holds already: adding it
+    # would put the new holdout into the training set; churn:1's training data is added instead
+    assert second.detail["data"]["reference_from"] == "churn:1"
+    assert second.detail["data"]["reference_rows"] == 800
+    assert second.detail["data"]["training_rows"] == 420 + 800

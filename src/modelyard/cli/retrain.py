@@ -108,7 +108,8 @@ def _show_plan(plan: dict[str, Any]) -> None:
         "changed",
         f"  data: {data['labelled_rows']} labelled predictions since {data['since'][:19]}; "
         f"{data['holdout_rows']} held out for the gate, {data['training_rows']} to train on "
-        f"({data['reference_rows']} from the reference)",
+        f"({data['reference_rows']} from the reference"
+        + (f" of {data['reference_from']})" if data.get("reference_from") else ")"),
         f"  training: {training['entry_point']} in {training['workdir']}, at most "
         f"{training['timeout_s']:g} s",
         f"  gate: {', '.join(gate['metrics']) or 'the task defaults'}, improvement ≥ "

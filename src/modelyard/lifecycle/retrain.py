@@ -6,8 +6,10 @@ it — ``modelyard retrain NAME``, a firing alert or a schedule (:mod:`modelyard
 
 1. **data** — the model's predictions of the last ``data_days`` joined with their labels
    (:mod:`modelyard.lifecycle.dataset`), in time order. The newest ``holdout_share`` of them is
-   the gate's holdout; the older rows, plus the champion's reference data when
-   ``include_reference``, are the training set (``train.parquet``, ``holdout.parquet`` in the
+   the gate's holdout; the older rows, plus the original reference data when
+   ``include_reference`` (the champion's, or for a champion that came from a retrain — whose
+   reference is an earlier holdout, already among the logged rows — its first ancestor's that
+   did not), are the training set (``train.parquet``, ``holdout.parquet`` in the
    run's folder under ``HOME/runs``). Too few rows for the gate's ``min_rows`` ends the run
    here, before any training.
 2. **training** — the entry point in a process of its own with a time limit, its logs kept
@@ -113,10 +115,13 @@ class Retrainer:
         if holdout < gate.min_rows:
             blockers.append(f"the gate needs {gate.min_rows} held-out labelled rows; the last "
                             f"{config.data_days:g} days give {holdout} of {labelled}")
-        reference_rows = 0
+        reference_rows, origin = 0, None
         if config.include_reference:
-            reference = champion.manifest.reference
-            reference_rows = reference.rows if reference and reference.labels_column else 0
+            original = self._original(champion)
+            if original is not None:
+                reference = original.manifest.reference
+                reference_rows = reference.rows if reference is not None else 0
+                origin = original.info.ref
         return {
             "model": info.name,
             "champion": champion.version,
@@ -125,7 +130,7 @@ class Retrainer:
             "data": {"since": since.isoformat(), "until": until.isoformat(),
                      "labelled_rows": labelled, "holdout_rows": holdout,
                      "training_rows": labelled - holdout + reference_rows,
-                     "reference_rows": reference_rows},
+                     "reference_rows": reference_rows, "reference_from": origin},
             "training": {"entry_point": config.entry_point, "params": config.params,
                          "timeout_s": config.timeout_s,
                          "workdir": str(config.workdir or Path.cwd())},
@@ -264,13 +269,15 @@ class Retrainer:
                     "post more labels or lower gate.min_rows")
         holdout = labelled.iloc[len(labelled) - held:].drop(columns=[SOURCE_COLUMN])
         parts = [labelled.iloc[:len(labelled) - held]]
-        reference_rows = 0
-        if config.include_reference and _has_labelled_reference(champion):
-            reference = champion.reference()
-            kept = reference[[*labelled_set.features, labels_column]].copy()
+        reference_rows, origin = 0, None
+        original = self._original(champion) if config.include_reference else None
+        if original is not None:
+            reference = original.reference()
+            kept = reference[[*labelled_set.features, _labels_column(original)]].copy()
+            kept.columns = pd.Index([*labelled_set.features, labels_column])
             kept[SOURCE_COLUMN] = "reference"
             parts.append(kept)
-            reference_rows = len(kept)
+            reference_rows, origin = len(kept), original.info.ref
         train = pd.concat(parts, ignore_index=True)
         train_path = folder / "train.parquet"
         train.to_parquet(train_path, index=False)
@@ -281,6 +288,7 @@ class Retrainer:
             "since": since.isoformat(), "until": until.isoformat(),
             "labelled_rows": len(labelled), "holdout_rows": held,
             "training_rows": len(train), "reference_rows": reference_rows,
+            "reference_from": origin,
             "training_set": str(train_path), "training_set_sha256": sha256_file(train_path),
             "holdout": str(folder / "holdout.parquet"), "features": labelled_set.features,
             "labels_column": labels_column,
@@ -358,6 +366,23 @@ class Retrainer:
         log.warning("retraining run %s of %s failed: %s", run.id, run.model, message)
         return self.runs.finish(run, "failed", message, Action.RETRAIN_FAIL,
                                 expected=("running",))
+
+    def _original(self, champion: Predictor) -> Predictor | None:
+        """The version whose labelled reference is the *original* training data: the champion
+        itself, or — when it came from a retrain, whose reference is a holdout taken from the
+        prediction log (and so already among the logged rows) — its first ancestor that did
+        not. None when that version kept no labelled reference."""
+        found, seen = champion, set()
+        while found.info.tags.get("retrain_run") and found.manifest.provenance.parent:
+            parent = found.manifest.provenance.parent
+            if parent in seen:
+                break
+            seen.add(parent)
+            try:
+                found = load(parent, self.settings)
+            except ModelyardError:  # the parent was deleted: no original to add
+                return None
+        return found if _has_labelled_reference(found) else None
 
     def _champion(self, model: str) -> Predictor:
         return load(model, self.settings)
