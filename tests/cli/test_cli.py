@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from modelyard.cli import app
 
+from ._output import one_error_line
+
 Data = tuple[pd.DataFrame, pd.Series]
 
 
@@ -36,15 +38,6 @@ def files(tmp_path: Path, cancer: Data, cancer_model: Pipeline) -> tuple[Path, P
     data = tmp_path / "train.parquet"
     X.assign(y=y).to_parquet(data)
     return model, data
-
-
-def _one_error_line(code: int, out: str, err: str, message: str) -> None:
-    assert code == 1, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert message in lines[0], lines[0]
-    assert "Traceback" not in out + err
 
 
 def test_help_lists_only_the_groups_that_work(run) -> None:  # type: ignore[no-untyped-def]
@@ -145,13 +138,13 @@ def test_bad_input_gives_one_clear_line(run, files, tmp_path: Path) -> None:  # 
         (("register", str(model), "--name", "m", "--tag", "novalue"), "key=value"),
     ]
     for args, message in cases:
-        _one_error_line(*run(*args), message)
+        one_error_line(*run(*args), message)
 
     run("register", str(model), "--name", "churn", "--reference", str(data), "-y", "y")
-    _one_error_line(*run("models", "show", "churn@gold"), "has no alias 'gold'")
-    _one_error_line(*run("models", "show", "ghost"), "'ghost' is not registered")
-    _one_error_line(*run("alias", "set", "churn", "champion", "9"), "no version 9")
-    _one_error_line(*run("alias", "rm", "churn", "gold"), "no alias 'gold'")
+    one_error_line(*run("models", "show", "churn@gold"), "has no alias 'gold'")
+    one_error_line(*run("models", "show", "ghost"), "'ghost' is not registered")
+    one_error_line(*run("alias", "set", "churn", "champion", "9"), "no version 9")
+    one_error_line(*run("alias", "rm", "churn", "gold"), "no alias 'gold'")
     assert json.loads(run("models", "list", "--json")[1])[0]["latest_version"] == 1
 
 
@@ -167,7 +160,7 @@ def test_a_wrong_database_url_gives_one_clear_line(  # type: ignore[no-untyped-d
     run, monkeypatch: pytest.MonkeyPatch, url: str, message: str
 ) -> None:
     monkeypatch.setenv("MODELYARD_DATABASE_URL", url)
-    _one_error_line(*run("models", "list"), message)
+    one_error_line(*run("models", "list"), message)
 
 
 def test_a_flag_beats_the_environment(  # type: ignore[no-untyped-def]

@@ -20,18 +20,10 @@ from modelyard.rollout.state import RolloutStore
 from modelyard.settings import Settings
 
 from .._retraining import TRAINER, serve_churn
+from ._output import one_error_line
 
 Run = Callable[..., tuple[int, str, str]]
 Configure = Callable[..., None]
-
-def _one_error_line(code: int, out: str, err: str, message: str) -> None:
-    assert code == 1, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert message in lines[0], lines[0]
-    assert "Traceback" not in out + err
-
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
@@ -244,7 +236,7 @@ def test_a_candidate_the_gate_rejects_exits_1_and_keeps_the_champion(
         run: Run, served: Settings, configure: Configure) -> None:
     configure(gate={"min_rows": 100, "min_improvement": 0.9})
     code, out, err = run("retrain", "churn")
-    _one_error_line(code, out, err, "retraining run 1 rejected: the gate rejected version 2: ")
+    one_error_line(code, out, err, "retraining run 1 rejected: the gate rejected version 2: ")
     assert "required +0.900" in err
 
     [rejected] = _runs(served)
@@ -261,7 +253,7 @@ def test_a_rejected_run_as_json_exits_1_with_the_run_on_stdout(
         run: Run, served: Settings, configure: Configure) -> None:
     configure(entry_point="trainer:constant")
     code, out, err = run("retrain", "churn", "--json")
-    _one_error_line(code, "", err, "retraining run 1 rejected")
+    one_error_line(code, "", err, "retraining run 1 rejected")
     rejected = json.loads(out)
     assert rejected["state"] == "rejected"
     assert rejected["candidate"] == 2
@@ -278,7 +270,7 @@ def test_approval_waits_then_approve_starts_the_rollout_and_decline_ends_the_nex
     assert "run 1: awaiting approval — version 2 passed the gate; waiting for " \
         "`modelyard approve churn`" in out
     assert RolloutStore(open_registry(served)).active("churn") is None
-    _one_error_line(*run("retrain", "churn"), "approve or decline it first")
+    one_error_line(*run("retrain", "churn"), "approve or decline it first")
 
     code, out, err = run("approve", "churn")
     assert code == 0, err
@@ -287,11 +279,11 @@ def test_approval_waits_then_approve_starts_the_rollout_and_decline_ends_the_nex
     assert rollout is not None
     assert rollout.candidate == 2
 
-    _one_error_line(*run("approve", "churn"),
+    one_error_line(*run("approve", "churn"),
                     "model 'churn' has no retraining run awaiting approval")
-    _one_error_line(*run("approve", "churn", "--run", "1"),
+    one_error_line(*run("approve", "churn", "--run", "1"),
                     "retraining run 1 of churn is rollout started, not awaiting approval")
-    _one_error_line(*run("retrain", "churn"), "rollout")
+    one_error_line(*run("retrain", "churn"), "rollout")
 
     code, out, err = run("rollout", "abort", "churn")
     assert code == 0, err
@@ -308,7 +300,7 @@ def test_approval_waits_then_approve_starts_the_rollout_and_decline_ends_the_nex
     assert states == {1: "rollout_started", 2: "declined"}
     assert RolloutStore(open_registry(served)).active("churn") is None
     assert modelyard.load("churn@champion", served).version == 1
-    _one_error_line(*run("approve", "churn", "--decline"), "no retraining run awaiting approval")
+    one_error_line(*run("approve", "churn", "--decline"), "no retraining run awaiting approval")
 
 
 def test_an_approval_whose_rollout_cannot_start_fails_the_run(
@@ -318,7 +310,7 @@ def test_an_approval_whose_rollout_cannot_start_fails_the_run(
     code, _, err = run("rollout", "start", "churn", "--candidate", "2")  # by hand, meanwhile
     assert code == 0, err
     code, out, err = run("approve", "churn")
-    _one_error_line(code, out, err, "retraining run 1 failed: the rollout could not start: ")
+    one_error_line(code, out, err, "retraining run 1 failed: the rollout could not start: ")
     assert "Traceback" not in out + err
     [failed] = _runs(served)
     assert failed.state == "failed"
@@ -330,8 +322,8 @@ def test_an_approval_whose_rollout_cannot_start_fails_the_run(
 def test_approve_with_nothing_to_approve_is_one_line(
         run: Run, served: Settings, configure: Configure) -> None:
     configure(approval=True)
-    _one_error_line(*run("approve", "churn"), "no retraining run awaiting approval")
-    _one_error_line(*run("approve", "churn", "--run", "7"), "there is no retraining run 7")
+    one_error_line(*run("approve", "churn"), "no retraining run awaiting approval")
+    one_error_line(*run("approve", "churn", "--run", "7"), "there is no retraining run 7")
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -341,8 +333,8 @@ def test_a_model_without_retraining_settings_is_named(
         run: Run, served: Settings, configure: Configure) -> None:
     configure()
     for args in (("retrain", "fraud"), ("retrain", "fraud", "--dry-run")):
-        _one_error_line(*run(*args), "[lifecycle.models.fraud]")
-    _one_error_line(*run("approve", "fraud"), "[lifecycle.models.fraud]")
+        one_error_line(*run(*args), "[lifecycle.models.fraud]")
+    one_error_line(*run("approve", "fraud"), "[lifecycle.models.fraud]")
     assert RetrainRuns(open_registry(served)).find() == []
 
 
@@ -350,7 +342,7 @@ def test_a_model_that_is_not_registered_is_one_line(
         run: Run, served: Settings, configure: Configure) -> None:
     configure(name="fraud")
     for args in (("retrain", "fraud"), ("retrain", "fraud", "--dry-run")):
-        _one_error_line(*run(*args), "'fraud' is not registered")
+        one_error_line(*run(*args), "'fraud' is not registered")
     assert RetrainRuns(open_registry(served)).find() == []
 
 
@@ -366,7 +358,7 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(
         message: str) -> None:
     configure(**model)
     for args in (("retrain", "churn"), ("retrain", "churn", "--dry-run")):
-        _one_error_line(*run(*args), message)
+        one_error_line(*run(*args), message)
     assert _runs(served) == []
     assert _versions(served) == [1]
 
@@ -374,14 +366,14 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(
 def test_a_misspelled_retraining_setting_is_refused(
         run: Run, served: Settings, configure: Configure) -> None:
     configure(aproval=True)  # meant approval = true: a rollout would start with no one asked
-    _one_error_line(*run("retrain", "churn", "--dry-run"), "aproval")
+    one_error_line(*run("retrain", "churn", "--dry-run"), "aproval")
 
 
 def test_a_crashing_entry_point_fails_the_run_with_its_reason(
         run: Run, served: Settings, configure: Configure) -> None:
     configure(entry_point="trainer:crash")
     code, out, err = run("retrain", "churn")
-    _one_error_line(code, out, err, "retraining run 1 failed: training failed: ")
+    one_error_line(code, out, err, "retraining run 1 failed: training failed: ")
     assert "the feature store is unreachable" in err
 
     [failed] = _runs(served)
@@ -400,7 +392,7 @@ def test_a_retrain_during_a_rollout_is_refused(
     configure()
     assert run("retrain", "churn")[0] == 0
     code, out, err = run("retrain", "churn")
-    _one_error_line(code, out, err, "canary rollout of version 2; retrain after it ends")
+    one_error_line(code, out, err, "canary rollout of version 2; retrain after it ends")
     code, out, err = run("retrain", "churn", "--dry-run", "--json")
     assert code == 0, err
     plan = json.loads(out)
@@ -418,5 +410,5 @@ def test_serve_and_monitor_refuse_retraining_settings_that_cannot_work(
         run: Run, served: Settings, configure: Configure, table: dict[str, Any],
         message: str) -> None:
     configure(**table)
-    _one_error_line(*run("serve", "--port", "0", "--grpc-port", "0"), message)
-    _one_error_line(*run("monitor", "run"), message)
+    one_error_line(*run("serve", "--port", "0", "--grpc-port", "0"), message)
+    one_error_line(*run("monitor", "run"), message)
