@@ -29,8 +29,16 @@ import numpy as np
 
 from modelyard.errors import InvalidInput
 from modelyard.monitoring._overrides import _is_number, _share, _type
+from modelyard.monitoring._quality_columns import (
+    ERROR,
+    WARNING,
+    Finding,
+    _family,
+    _num,
+    _pct,
+    _whole,
+)
 from modelyard.monitoring.profile import ColumnProfile, TableProfile
-from modelyard.monitoring.quality import ERROR, WARNING, Finding, _family, _num, _pct, _whole
 from modelyard.monitoring.sketches import OTHER, CategoricalSummary, NumericSummary
 
 _QUARTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
