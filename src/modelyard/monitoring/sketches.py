@@ -28,6 +28,7 @@ from modelyard.monitoring._tables import as_floats, check_int, corrupt, pack, un
 
 OTHER = "__other__"
 _SCRATCH = threading.local()  # one float buffer per thread, grown to the largest batch
+_SCRATCH_MAX = 1 << 20  # items (8 MB) a thread keeps between updates at most
 QUANTILE_RANKS = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 _NUMERIC = struct.Struct("<5Q4d")
 _CATEGORICAL = struct.Struct("<2Q2BQ")
@@ -235,6 +236,8 @@ class NumericSketch:
 def _scratch(size: int) -> npt.NDArray[np.float64]:
     """A writeable float64 buffer of ``size`` items, reused by every update on this thread (a
     fresh 2 MB array per column and batch costs page faults, not just a copy)."""
+    if size > _SCRATCH_MAX:  # a one-off huge batch gets its own array, not a kept one
+        return np.empty(size, dtype=np.float64)
     buffer: npt.NDArray[np.float64] | None = getattr(_SCRATCH, "buffer", None)
     if buffer is None or buffer.size < size:
         buffer = np.empty(max(size, 1024), dtype=np.float64)
