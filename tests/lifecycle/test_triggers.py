@@ -150,7 +150,7 @@ def test_a_run_its_process_abandoned_is_ended_and_no_longer_blocks(configure: Co
 
 def test_a_schedule_cron_cannot_read_is_refused_by_name(configure: Configure) -> None:
     settings = configure(triggers={"schedule": "every monday"})
-    with pytest.raises(InvalidInput, match=r"lifecycle.models.churn.triggers: schedule "):
+    with pytest.raises(InvalidInput, match=r"lifecycle.models.churn: schedule 'every monday' "):
         Triggers(Retrainer(settings))
     assert last_slot("0 3 * * 1", datetime(2026, 11, 24, 12, tzinfo=UTC)) == datetime(
         2026, 11, 23, 3, tzinfo=UTC)  # Monday 03:00 before Tuesday noon

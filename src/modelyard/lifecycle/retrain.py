@@ -55,6 +55,7 @@ from modelyard.live.predlog import PredictionLog
 from modelyard.registry import Registry
 from modelyard.rollout import analysis
 from modelyard.rollout.state import STRATEGIES, RolloutStore
+from modelyard.runtimes.base import sha256_file
 from modelyard.settings import RetrainSettings, Settings
 from modelyard.types import Task
 
@@ -98,8 +99,7 @@ class Retrainer:
                 "table with entry_point = \"package.module:function\" (or a command) to "
                 "modelyard.toml"
             )
-        load_gate(found.gate)
-        check_rollout_spec(found.rollout)
+        check_settings(found)
         return found
 
     def plan(self, model: str) -> dict[str, Any]:
@@ -282,8 +282,6 @@ class Retrainer:
         train_path = folder / "train.parquet"
         train.to_parquet(train_path, index=False)
         holdout.to_parquet(folder / "holdout.parquet", index=False)
-        from modelyard.runtimes.base import sha256_file
-
         return train_path, holdout, labels_column, {
             "since": since.isoformat(), "until": until.isoformat(),
             "labelled_rows": len(labelled), "holdout_rows": held,
@@ -420,6 +418,12 @@ class Retrainer:
             raise Conflict(f"retraining run {run.id} of {model} is "
                            f"{run.state.replace('_', ' ')}, not awaiting approval")
         return run
+
+
+def check_settings(config: RetrainSettings) -> None:
+    """A model's retraining settings hold what a run reads: its gate and its rollout."""
+    load_gate(config.gate)
+    check_rollout_spec(config.rollout)
 
 
 def check_rollout_spec(spec: Mapping[str, Any]) -> None:

@@ -29,8 +29,7 @@ from croniter import croniter
 from sqlalchemy import select
 
 from modelyard.errors import Conflict, InvalidInput, ModelyardError
-from modelyard.lifecycle.gate import load_gate
-from modelyard.lifecycle.retrain import Retrainer, check_rollout_spec
+from modelyard.lifecycle.retrain import Retrainer, check_settings
 from modelyard.lifecycle.runs import Trigger
 from modelyard.registry import ModelRef
 from modelyard.settings import RetrainSettings, Settings
@@ -61,8 +60,7 @@ def check_lifecycle(settings: Settings) -> None:
     """
     for model, config in settings.lifecycle.models.items():
         try:
-            load_gate(config.gate)
-            check_rollout_spec(config.rollout)
+            check_settings(config)
             if config.triggers.schedule:
                 check_schedule(config.triggers.schedule)
         except InvalidInput as error:
@@ -87,12 +85,7 @@ class Triggers:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting: dict[str, str | None] = {}
-        for model, config in retrainer.settings.lifecycle.models.items():
-            if config.triggers.schedule:
-                try:
-                    check_schedule(config.triggers.schedule)
-                except InvalidInput as error:
-                    raise InvalidInput(f"lifecycle.models.{model}.triggers: {error}") from None
+        check_lifecycle(retrainer.settings)
 
     def due(self) -> list[tuple[str, Trigger]]:
         """The runs to start now, one per model at most."""
