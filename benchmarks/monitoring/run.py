@@ -383,13 +383,15 @@ def report(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         "Ratios at each size (mean work seconds of the two pairs; peak RSS the larger "
         'of the two runs). Our no-drift run draws its null tables, the drift run finds them '
-        'on disk; "thresholds precomputed" leaves out our calibrate phase:',
+        'on disk (they depend only on the sample and window sizes, not on the data, so any '
+        'earlier report of that shape left them); "tables on disk" compares that pair alone; '
+        '"thresholds precomputed" leaves out our calibrate phase:',
         "",
-        "| rows | vs | their s / our s | their s / our s, thresholds precomputed | "
-        "their RSS / our RSS |",
-        "|---:|---|---:|---:|---:|",
+        "| rows | vs | their s / our s | their s / our s, tables on disk | "
+        "their s / our s, thresholds precomputed | their RSS / our RSS |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    ratios: dict[tuple[str, str], tuple[float, float, float]] = {}
+    ratios: dict[tuple[str, str], tuple[float, float | None, float, float]] = {}
     for size in sizes:
         ours = [by_key.get(("modelyard", size, p)) for p in ("nodrift", "drift")]
         if not all(r and r.get("status") == "ok" for r in ours):
@@ -400,14 +402,18 @@ def report(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         for tool in tools[1:]:
             theirs = [by_key.get((tool, size, p)) for p in ("nodrift", "drift")]
             if not all(r and r.get("status") == "ok" for r in theirs):
-                lines.append(f"| {size} | {tool} | did not finish | did not finish | - |")
+                lines.append(f"| {size} | {tool} | did not finish | - | did not finish | - |")
                 continue
             s = sum(r["seconds"] for r in theirs) / 2
             rss = max(r["peak_rss_mb"] for r in theirs)
-            ratios[(size, tool)] = (s / our_s, s / our_lean, rss / our_rss)
+            stored = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs, strict=True)
+                      if o.get("null_tables_drawn") == 0]
+            on_disk = min(stored) if stored else None
+            ratios[(size, tool)] = (s / our_s, on_disk, s / our_lean, rss / our_rss)
             lines.append(
-                f"| {size} | {tool} | {s / our_s:.2f}x | {s / our_lean:.1f}x | "
-                f"{rss / our_rss:.2f}x |"
+                f"| {size} | {tool} | {s / our_s:.2f}x | "
+                + (f"{on_disk:.1f}x" if on_disk is not None else "-")
+                + f" | {s / our_lean:.1f}x | {rss / our_rss:.2f}x |"
             )
     lines += ["", "Targets (issue 5), as measured in this run:", ""]
     lines += targets(by_key, ratios)
@@ -476,11 +482,15 @@ def targets(by_key: dict, ratios: dict) -> list[str]:
         )
     for tool, need in (("whylogs", 10), ("evidently", 40)):
         if ("1M", tool) in ratios:
-            full, lean, _ = ratios[("1M", tool)]
+            full, on_disk, lean, _ = ratios[("1M", tool)]
             out.append(
-                f"- ≥ {need}x faster than {tool} at 1M: {full:.2f}x with calibration "
-                f"({'met' if full >= need else 'NOT met'}); {lean:.1f}x with thresholds "
-                f"precomputed ({'met' if lean >= need else 'NOT met'})."
+                f"- ≥ {need}x faster than {tool} at 1M: {full:.2f}x on the mean of a run "
+                f"that draws the null tables and one that finds them "
+                f"({'met' if full >= need else 'NOT met'}); "
+                + (f"{on_disk:.1f}x with the tables on disk ("
+                   f"{'met' if on_disk >= need else 'NOT met'}); " if on_disk else "")
+                + f"{lean:.1f}x with thresholds precomputed "
+                f"({'met' if lean >= need else 'NOT met'})."
             )
     return out or ["- (1M was not run)"]
 

@@ -66,6 +66,21 @@ def test_rank_error_is_klls() -> None:
     assert NumericSketch(k=1024).rank_error < NumericSketch().rank_error
 
 
+@pytest.mark.parametrize("gap", [None, np.nan, 1e308], ids=["finite", "with-nan", "overflowing"])
+def test_the_callers_values_are_left_as_they_were(gap: float | None) -> None:
+    # The sketch is fed sorted runs; the sorting must happen on a copy, never on the caller's data.
+    values = np.random.default_rng(3).normal(size=20_000)
+    if gap is not None:
+        values[::7] = gap
+    before = values.copy()
+    sketch = NumericSketch().update(values)
+    np.testing.assert_array_equal(values, before)
+    finite = before[np.isfinite(before)]
+    assert sketch.n == finite.size
+    median = sketch.quantiles([0.5])[0]
+    assert abs(np.mean(finite <= median) - 0.5) <= sketch.rank_error
+
+
 def test_moments_stay_exact_far_from_zero_over_many_chunks() -> None:
     values = 1e9 + np.random.default_rng(1).normal(0.0, 1e-3, 100_000)
     sketch = NumericSketch()

@@ -110,9 +110,10 @@ class NumericSketch:
     def update(self, values: Any) -> Self:
         """Add values (numpy array, pandas Series, Arrow array or a sequence), vectorised.
 
-        The common case — every value finite — reads the values four times into one reused
-        scratch buffer (copy, sum, centre in place, sum of squares); the extremes come from the
-        KLL sketch, which keeps them exactly. Other batches take the masked path.
+        The common case — every value finite — copies the values into one reused scratch buffer,
+        sums them, sorts the copy in runs for the KLL sketch (see :func:`feed_sorted`), then
+        centres it in place for the sum of squares; the extremes come from the KLL sketch, which
+        keeps them exactly. Other batches take the masked path.
         """
         x = as_floats(values)
         total = x.size
@@ -123,7 +124,7 @@ class NumericSketch:
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum past 1e308
             mean = float(work.sum()) / total
         if math.isfinite(mean):
-            self._kll.update(work)
+            feed_sorted(self._kll, work)
             work -= mean
             self._count += total
             self._add_moments(total, mean, float(work @ work), float(self._kll.get_min_value()),
@@ -140,12 +141,16 @@ class NumericSketch:
             x = x[finite]
         self._count += total
         if n:
-            # DataSketches takes only contiguous, writeable arrays (pandas 3 lends read-only ones)
-            x = np.require(x, dtype=np.float64, requirements=["C", "W"])
-            mean = float(x.mean())
-            centred = x - mean
-            self._add_moments(n, mean, float(centred @ centred), float(x.min()), float(x.max()))
-            self._kll.update(x)
+            # Our own copy, to sort for the sketch: ``x[finite]`` already is one; a batch whose
+            # finite values overflowed the sum may still be the caller's array.
+            x = np.array(x, dtype=np.float64) if n == total else x
+            low, high = float(x.min()), float(x.max())
+            scale = max(abs(low), abs(high)) or 1.0
+            with np.errstate(over="ignore", invalid="ignore"):  # squares past 1e308 are inf
+                mean = float((x / scale).mean()) * scale  # a sum past 1e308 would be inf
+                centred = x - mean
+                self._add_moments(n, mean, float(centred @ centred), low, high)
+            feed_sorted(self._kll, x)
         return self
 
     def _add_moments(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
@@ -231,6 +236,28 @@ class NumericSketch:
         sketch._count, sketch._missing, sketch._pos_inf, sketch._neg_inf = fields[:4]
         sketch._finite, sketch._mean, sketch._m2, sketch._min, sketch._max = fields[4:]
         return sketch
+
+
+_RUN = 4096
+
+
+def feed_sorted(kll: Any, work: npt.NDArray[np.float64]) -> None:
+    """Sort ``work`` in place in runs of 4,096 and hand it to the KLL sketch.
+
+    KLL's error bound holds for any order of the stream, and its compactions sort their buffer:
+    on runs already sorted (numpy's SIMD sort, ~3 ns a value) the sketch takes ~10 ns a value
+    instead of ~26. ``work`` must be ours to reorder.
+
+    The order changes the error a little, and only downwards: the mean over 20 sketches of the
+    largest rank error at 99 quantiles is 0.0055 in sorted runs against 0.0069 in stream order
+    for 100k values, and equal (0.0063) for 1M. The null tables
+    (:mod:`~modelyard.monitoring.nulls`) keep simulating stream order: a simulation fed in
+    sorted runs at a 100k-row sample is quieter than a real 1M-row profile, and set thresholds
+    that flagged three unshifted columns in two benchmark runs.
+    """
+    for start in range(0, work.size, _RUN):
+        work[start:start + _RUN].sort()
+    kll.update(work)
 
 
 def _scratch(size: int) -> npt.NDArray[np.float64]:
