@@ -16,10 +16,11 @@ def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str
     db.migrate()
     tables = set(inspect(db.engine).get_table_names())
     assert {"models", "model_versions", "aliases", "version_tags", "audit_log"} <= tables
-    assert {"window_profiles", "prediction_log", "feedback", "monitor_results", "alert_rules",
+    assert {"window_profiles", "prediction_log", "prediction_batches", "feedback",
+            "monitor_results", "alert_rules",
             "alert_states", "alert_notifications"} <= tables
     with db.read() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
     db.dispose()
 
 
@@ -98,12 +99,13 @@ def test_upgrading_a_prediction_log_with_replayed_duplicates_keeps_one_of_each(
         config.attributes["connection"] = conn
         command.upgrade(config, "0002")
     row = ("INSERT INTO prediction_log (request_id, ts, model, version, inputs, outputs, "
-           "latency_ms) VALUES (:id, :ts, 'm', 1, '[]', '{}', 1.0)")
+           "latency_ms) VALUES (:id, :ts, 'm', 1, '{}', '{}', 1.0)")
+    t1, t2 = "2026-11-24T10:00:00.000000+00:00", "2026-11-24T10:00:01.000000+00:00"
     with db.write() as conn:
-        for request, ts in (("a", "t1"), ("a", "t1"), ("a", "t1"), ("b", "t1"), ("a", "t2")):
+        for request, ts in (("a", t1), ("a", t1), ("a", t1), ("b", t1), ("a", t2)):
             conn.execute(text(row), {"id": request, "ts": ts})
     db.migrate()
     with db.read() as conn:
         kept = conn.execute(text("SELECT request_id, ts FROM prediction_log ORDER BY id")).all()
-    assert [tuple(r) for r in kept] == [("a", "t1"), ("b", "t1"), ("a", "t2")]
+    assert [tuple(r) for r in kept] == [("a", t1), ("b", t1), ("a", t2)]
     db.dispose()

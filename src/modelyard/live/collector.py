@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
-from modelyard.live.windows import WindowProfile, save, window_start
+from modelyard.live.windows import WindowProfile, save
 from modelyard.monitoring._tables import CATEGORICAL, label_of
 from modelyard.monitoring.profile import TableProfile
 from modelyard.monitoring.sketches import NumericSketch
@@ -48,7 +48,8 @@ def frame_of(observations: list[Observation]) -> pd.DataFrame:
     """One table of the observations' input rows and outputs (same model version)."""
     first = observations[0]
     inputs = _inputs([o.data for o in observations], first)
-    outputs = _outputs([o.outputs for o in observations], first.classes)
+    outputs = _outputs([o.outputs for o in observations], first.classes,
+                       [o.rows for o in observations])
     if not len(inputs.columns):  # nothing profiled of the inputs: still one row per input row
         inputs = pd.DataFrame(index=pd.RangeIndex(sum(o.rows for o in observations)))
     outputs.index = inputs.index
@@ -81,12 +82,12 @@ def _inputs(parts: list[Any], first: Observation) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None) -> pd.DataFrame:
-    """The outputs as columns; an output some requests did not ask for is missing (NaN) on
-    their rows."""
+def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None,
+             rows: list[int]) -> pd.DataFrame:
+    """The outputs as columns (``rows``: each request's input rows); an output some requests
+    did not ask for is missing (NaN) on their rows."""
     columns: dict[str, np.ndarray] = {}
     names = list(dict.fromkeys(name for part in parts for name in part))
-    rows = [len(np.asarray(next(iter(p.values())))) if p else 0 for p in parts]
     for name in names:
         present = [np.asarray(p[name]) for p in parts if name in p]
         if len(present) < len(parts):
@@ -173,37 +174,47 @@ class Collector:
 
     def drain(self) -> int:
         """Fold everything queued so far into the window profiles; returns observations taken."""
-        taken: list[Observation | _Failure] = []
-        while self._buffer:
-            taken.append(self._buffer.popleft())
+        buffer = self._buffer
+        taken = [buffer.popleft() for _ in range(len(buffer))]
         if not taken:
             return 0
-        groups: dict[tuple[str, int, float], list[Observation]] = {}
-        latencies: dict[tuple[str, int, float], list[float]] = {}
+        by_version: dict[tuple[str, int], list[Observation | _Failure]] = {}
+        for item in taken:
+            group = by_version.get((item.model, item.version))
+            if group is None:
+                by_version[(item.model, item.version)] = [item]
+            else:
+                group.append(item)
+        observed: list[Observation] = []
         with self._lock:
-            for item in taken:
-                start = window_start(item.at, self.window_s)
-                window = self._window(item.model, item.version, start)
-                window.requests += 1
-                key = (item.model, item.version, start)
-                latencies.setdefault(key, []).append(item.latency_s)
-                if isinstance(item, _Failure):
-                    window.errors += 1
-                else:
-                    window.rows += item.rows
-                    groups.setdefault(key, []).append(item)
-            for (model, version, start), values in latencies.items():
-                window = self._window(model, version, start)
-                window.latency = window.latency or NumericSketch()
-                window.latency.update(np.asarray(values))
-            for (model, version, start), observations in groups.items():
-                self._update(self._window(model, version, start), observations)
-        observed = [item for item in taken if isinstance(item, Observation)]
+            for (model, version), items in by_version.items():
+                ats = np.fromiter((item.at for item in items), np.float64, len(items))
+                starts = np.floor(ats / self.window_s) * self.window_s  # as window_start does
+                if (starts == starts[0]).all():  # the common case: all in one window
+                    self._fold(model, version, float(starts[0]), items, observed)
+                    continue
+                for start in np.unique(starts):  # oldest first, as they ended
+                    picked = [items[i] for i in np.flatnonzero(starts == start)]
+                    self._fold(model, version, float(start), picked, observed)
         # (the prediction log gets every observation, whatever became of the profiles)
         self.observed += len(observed)
         if self.log is not None and observed:
             self.log(observed)
         return len(taken)
+
+    def _fold(self, model: str, version: int, start: float,
+              items: list[Observation | _Failure], observed: list[Observation]) -> None:
+        window = self._window(model, version, start)
+        window.requests += len(items)
+        window.latency = window.latency or NumericSketch()
+        window.latency.update(np.fromiter((item.latency_s for item in items), np.float64,
+                                          len(items)))
+        served = [item for item in items if isinstance(item, Observation)]
+        window.errors += len(items) - len(served)
+        if served:
+            window.rows += sum(item.rows for item in served)
+            self._update(window, served)
+            observed.extend(served)
 
     def _window(self, model: str, version: int, start: float) -> WindowProfile:
         current = self._windows.get((model, version))

@@ -326,11 +326,21 @@ class FeedbackStore:
     def _joined(self, model: str, version: int | None, since: datetime | None,
                 until: datetime | None) -> list[Row]:
         p, f = prediction_log, feedback
-        query = logged(select(p.c.request_id, p.c.ts, p.c.model, p.c.version, p.c.latency_ms,
-                              p.c.outputs, f.c.label, f.c.received_at)
+        query = logged(select(p.c.request_id, p.c.ts, p.c.batch_id, f.c.label, f.c.received_at)
                        .join(f, f.c.request_id == p.c.request_id), model, version, since, until)
         with self.database.read() as conn:
-            result = conn.execute(query.order_by(p.c.ts, p.c.id))
-            return [{**row._mapping, "labels": {"label": row.label,
-                                                "received_at": row.received_at}}
-                    for row in result]
+            hits = conn.execute(query.order_by(p.c.ts, p.c.id)).all()
+            batches = DatabaseSink(self.database).batches(conn, [hit.batch_id for hit in hits])
+        requests: dict[tuple[Any, ...], Row] = {}
+        for batch_id, batch in batches.items():
+            for row in batch.rows():
+                requests.setdefault((batch_id, row["request_id"], row["ts"]), row)
+                requests.setdefault((batch_id, row["request_id"]), row)  # a time spelt otherwise
+        joined = []
+        for hit in hits:
+            found = requests.get((hit.batch_id, hit.request_id, hit.ts)) or requests.get(
+                (hit.batch_id, hit.request_id))
+            if found is not None:
+                joined.append({**found, "labels": {"label": hit.label,
+                                                   "received_at": hit.received_at}})
+        return joined

@@ -2,8 +2,9 @@
 
 :meth:`PredictionLog.submit` is the hot path's only cost: a sampling decision and one
 ``deque.append``. A writer thread takes what has queued every ``flush_interval_s`` (sooner
-once ``batch_size`` records wait) and stores it with one multi-row ``INSERT`` into the
-``prediction_log`` table, or as one Parquet file per model, version and day under
+once ``batch_size`` records wait), turns it into one Arrow table per model version
+(:mod:`~modelyard.live.batches`) and stores each as one compressed blob in the database with an
+index row per request, or as one Parquet file per batch and day under
 ``<root>/model=<m>/version=<v>/date=YYYY-MM-DD/`` (the user's choice of sink).
 
 Nothing accepted is lost quietly. When the sink fails (database down), the batch goes to the
@@ -16,10 +17,10 @@ they are dropped and counted in ``dropped`` (and the journal logs it).
 Sampling keeps a request when a hash of its id falls below the rate, so every replica keeps
 the same requests and a sampled-out prediction is sampled out everywhere.
 
-Each record's inputs and outputs are stored as columns of values, one value per input row
-(``{"x": [1.0, 2.0], "y": ["a", "b"]}``); outputs take the names window profiles use:
-``prediction`` for ``predict`` and ``proba_<class>`` for ``predict_proba``.
-:meth:`PredictionLog.records` reads them back as one table row per input row.
+Tabular requests are stored column by column, one value per input row; others keep their
+inputs and outputs as JSON. Outputs take the names window profiles use: ``prediction`` for
+``predict`` and ``proba_<class>`` for ``predict_proba``. :meth:`PredictionLog.records` reads
+them back as one table row per input row.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ import hashlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.batches import Batch, checked, encode, from_rows, is_journal_batch
 from modelyard.live.journal import Journal, Replayer
-from modelyard.live.records import PredictionRecord, Row, frame_of, row_of
+from modelyard.live.records import PredictionRecord, Row, frame_of
 from modelyard.live.sinks import DatabaseSink, ParquetSink, Sink
 from modelyard.store import Database
 
@@ -58,22 +61,6 @@ def sampled(request_id: str, rate: float) -> bool:
         return False
     digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") < rate * 2**64
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class PredictionLog:
@@ -163,9 +150,28 @@ class PredictionLog:
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
+    def submit_many(self, records: Sequence[PredictionRecord]) -> None:
+        """:meth:`submit` for each of ``records``, with less work per record."""
+        if self.sample_rate < 1.0 or len(self._queue) + len(records) > self.max_queue:
+            for record in records:
+                self.submit(record)
+            return
+        stamp: float | None = None
+        for record in records:
+            if record.at is None:
+                stamp = stamp if stamp is not None else self.clock.now().timestamp()
+                record.at = stamp
+        self._queue.extend(records)
+        self.submitted += len(records)
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+
     def _overflow(self, record: PredictionRecord) -> None:
         try:
-            self._spool([row_of(record)])
+            problem = checked(record)
+            if problem is not None:
+                raise ValueError(problem)
+            self._spool(encode([record]))
         except Exception:
             self._count(dropped=1)
             log.exception("prediction log: could not keep request %r", record.request_id)
@@ -204,26 +210,28 @@ class PredictionLog:
                 self._store(batch)
             return taken
 
-    def _store(self, batch: list[PredictionRecord]) -> None:
-        rows: list[Row] = []
-        for record in batch:
-            try:
-                rows.append(row_of(record))
-            except Exception as error:
+    def _store(self, records: list[PredictionRecord]) -> None:
+        good: list[PredictionRecord] = []
+        for record in records:
+            problem = checked(record)
+            if problem is None:
+                good.append(record)
+            else:
                 self._count(dropped=1)
-                log.warning("prediction log: dropped request %r: %s", record.request_id, error)
-        if not rows:
+                log.warning("prediction log: dropped request %r: %s", record.request_id, problem)
+        if not good:
             return
+        batches = self._encode(good)
         if self._replayer is not None and self._replayer.outage.is_set():
-            self._spool(rows)
+            self._spool(batches)
             return
         try:
-            stored = self.sink.write(rows)
+            stored = self.sink.write_batches(batches)
         except Exception as error:
             self._outage(error)
-            self._spool(rows)
+            self._spool(batches)
             return
-        self._count(written=stored, dropped=len(rows) - stored)
+        self._count(written=stored, dropped=sum(b.requests for b in batches) - stored)
         if self._warned:
             log.warning("prediction log: the sink takes records again")
             self._warned = False
@@ -238,18 +246,48 @@ class PredictionLog:
                         where)
             self._warned = True
 
-    def _spool(self, rows: list[Row]) -> None:
-        kept = self.journal.append(rows) if self.journal is not None else 0
-        self._count(spooled=kept, dropped=len(rows) - kept)
+    def _encode(self, records: list[PredictionRecord]) -> list[Batch]:
+        """The records as batches; a record that cannot be encoded is dropped and counted."""
+        try:
+            return encode(records)
+        except Exception:  # find the culprit: each record alone
+            batches = []
+            for record in records:
+                try:
+                    batches.extend(encode([record]))
+                except Exception as error:
+                    self._count(dropped=1)
+                    log.warning("prediction log: dropped request %r: %s", record.request_id,
+                                error)
+            return batches
+
+    def _spool(self, batches: list[Batch]) -> None:
+        total = sum(batch.requests for batch in batches)
+        kept = 0
+        if self.journal is not None:
+            taken = self.journal.append([batch.to_journal() for batch in batches])
+            kept = sum(batch.requests for batch in batches[:taken])
+        self._count(spooled=kept, dropped=total - kept)
 
     def adopt(self, journal: Journal) -> int:
         """Replay another worker's journal (one no process runs any more) into this sink;
         returns the records replayed. Raises what the sink raised; the rest stays there."""
         return journal.replay(self._replay)
 
-    def _replay(self, rows: list[Row]) -> None:
-        stored = self.sink.write(rows)
-        self._count(written=stored, replayed=stored, dropped=len(rows) - stored)
+    def _replay(self, entries: list[Row]) -> None:
+        """Journal entries back to the sink: batches, or rows an older version spooled."""
+        batches: list[Batch] = []
+        rows: list[Row] = []
+        for entry in entries:  # in the order they were spooled
+            if is_journal_batch(entry):
+                batches += [*from_rows(rows), Batch.from_journal(entry)]
+                rows = []
+            else:
+                rows.append(entry)
+        batches += from_rows(rows)
+        stored = self.sink.write_batches(batches)
+        self._count(written=stored, replayed=stored,
+                    dropped=sum(b.requests for b in batches) - stored)
 
     def _count(self, written: int = 0, replayed: int = 0, spooled: int = 0,
                dropped: int = 0) -> None:
@@ -320,22 +358,4 @@ class PredictionLog:
         ``limit`` keeps the first that many records (requests, not rows).
         """
         return frame_of(self.sink.read(model, version, since, until, limit))
-
-
-# -- records → rows → tables ---------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 

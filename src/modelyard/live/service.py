@@ -68,8 +68,7 @@ class LiveMonitoring:
         self._thread: threading.Thread | None = None
 
     def _log(self, observations: list[Observation]) -> None:
-        for observation in observations:
-            self.predictions.submit(PredictionRecord.of(observation))
+        self.predictions.submit_many([PredictionRecord.of(o) for o in observations])
 
     def attach(self, dataplane: DataPlane) -> None:
         dataplane.observer = self.collector

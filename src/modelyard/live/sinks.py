@@ -1,27 +1,30 @@
-"""Where prediction-log batches go: the ``prediction_log`` table, or Parquet files."""
+"""Where prediction-log batches go: the database (a blob per batch, an index row per request)
+or Parquet files (a file per batch and day)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Connection, Select, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from modelyard.errors import DatabaseUnavailable
-from modelyard.live.journal import to_json
+from modelyard.live.batches import Batch, from_rows
 from modelyard.live.records import Row, iso
 from modelyard.store import Database
-from modelyard.store.tables import prediction_log
+from modelyard.store.tables import prediction_batches, prediction_log
 
 log = logging.getLogger("modelyard.predlog")
+
+_CHUNK = 500
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -32,7 +35,10 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 class Sink(Protocol):
-    """Where batches go; ``write`` returns the rows stored (the rest refused for content)."""
+    """Where batches go; ``write_batches`` returns the requests stored (the rest refused for
+    content). ``write`` takes requests in :func:`~modelyard.live.records.row_of`'s shape."""
+
+    def write_batches(self, batches: Sequence[Batch]) -> int: ...
 
     def write(self, rows: list[Row]) -> int: ...
 
@@ -42,70 +48,133 @@ class Sink(Protocol):
              until: datetime | None, limit: int | None = None) -> list[Row]: ...
 
 
+def _within(rows: list[Row], since: datetime | None, until: datetime | None,
+            limit: int | None) -> list[Row]:
+    start = iso(since) if since is not None else ""
+    end = iso(until) if until is not None else "9999"
+    kept = [row for row in rows if start <= row["ts"] < end]
+    kept.sort(key=lambda row: row["ts"])  # stable: a batch's own order breaks ties
+    return kept if limit is None else kept[:limit]
+
+
 class DatabaseSink:
-    """The ``prediction_log`` table; one transaction and one multi-row INSERT per batch."""
+    """``prediction_batches`` holds each batch as one compressed Arrow table; ``prediction_log``
+    one index row per request (id, time, model, version, batch), which feedback joins on.
+
+    One transaction per round; the index rows go straight to the driver's ``executemany``.
+    A batch already stored (replayed from the journal after a crash) is skipped by its key.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
-
-    def _insert(self) -> Any:
-        """An INSERT that skips rows already stored (a batch replayed after an outage)."""
-        if self.database.dialect == "postgresql":
-            return postgresql.insert(prediction_log).on_conflict_do_nothing()
-        if self.database.dialect == "sqlite":
-            return sqlite.insert(prediction_log).on_conflict_do_nothing()
-        return insert(prediction_log)
+        marker = "?" if database.dialect == "sqlite" else "%s"
+        self._index_sql = (
+            f"INSERT INTO {prediction_log.name} (request_id, ts, model, version, batch_id) "
+            f"VALUES ({', '.join([marker] * 5)})"
+        )
 
     def write(self, rows: list[Row]) -> int:
-        if not rows:
+        return self.write_batches(from_rows(rows)) if rows else 0
+
+    def write_batches(self, batches: Sequence[Batch]) -> int:
+        if not batches:
             return 0
         try:
             with self.database.write() as conn:
-                conn.execute(self._insert(), rows)
+                return sum(self._store(conn, batch) for batch in batches)
         except Exception as error:
-            if is_unavailable(error):
+            if is_unavailable(error) or len(batches) == 1:
                 raise
-            return self._one_by_one(rows, error)
-        return len(rows)
+            return self._one_by_one(batches, error)
 
-    def _one_by_one(self, rows: list[Row], error: Exception) -> int:
-        """A batch the database refused for its content: store the rows it takes, count the rest."""
-        log.warning("prediction log: the database refused a batch of %d (%s); retrying one by one",
-                    len(rows), str(error).splitlines()[0])
+    def _store(self, conn: Connection, batch: Batch) -> int:
+        index = batch.index()
+        dialect = postgresql if self.database.dialect == "postgresql" else sqlite
+        t = prediction_batches
+        query = dialect.insert(t).on_conflict_do_nothing(index_elements=["batch_key"])
+        batch_id = conn.execute(query.returning(t.c.id), {
+            "batch_key": batch.key, "model": batch.model, "version": batch.version,
+            "ts_min": batch.ts_min, "ts_max": batch.ts_max,
+            "requests": len(index), "payload": batch.payload(),
+        }).scalar()
+        if batch_id is not None:  # else stored before: a replay after a crash
+            conn.exec_driver_sql(self._index_sql, [
+                (request_id, ts, batch.model, batch.version, batch_id) for request_id, ts in index
+            ])
+        return len(index)
+
+    def _one_by_one(self, batches: Sequence[Batch], error: Exception) -> int:
+        """A round the database refused for its content: store the batches it takes."""
+        log.warning("prediction log: the database refused %d batches (%s); retrying one by one",
+                    len(batches), str(error).splitlines()[0])
         stored = 0
-        for row in rows:
+        for batch in batches:
             try:
-                with self.database.write() as conn:
-                    conn.execute(self._insert(), [row])
-                stored += 1
-            except Exception as row_error:
-                if is_unavailable(row_error):
+                stored += self.write_batches([batch])
+            except Exception as batch_error:
+                if is_unavailable(batch_error):
                     raise
-                log.warning("prediction log: dropped request %r: %s", row.get("request_id"),
-                            str(row_error).splitlines()[0])
+                log.warning("prediction log: dropped a batch of %d requests of %s:%s: %s",
+                            batch.requests, batch.model, batch.version,
+                            str(batch_error).splitlines()[0])
         return stored
 
     def purge(self, older_than: datetime) -> int:
-        query = delete(prediction_log).where(prediction_log.c.ts < iso(older_than))
+        """Remove requests logged before ``older_than``: their index rows, the batches that
+        hold nothing newer, and their rows in a batch that straddles the cutoff (rewritten)."""
+        cutoff = iso(older_than)
+        t, ids = prediction_batches, prediction_log
+        expired = select(t.c.id).where(t.c.ts_min < cutoff)
         with self.database.write() as conn:
-            result = conn.execute(query)
-        return int(result.rowcount or 0)
+            removed = conn.execute(delete(ids).where(ids.c.batch_id.in_(expired),
+                                                     ids.c.ts < cutoff))
+            conn.execute(delete(t).where(t.c.ts_max < cutoff))
+            straddling = conn.execute(select(t.c.id, t.c.batch_key, t.c.model, t.c.version,
+                                             t.c.payload).where(t.c.ts_min < cutoff)).all()
+            for row in straddling:
+                kept = Batch.from_payload(row.batch_key, row.model, row.version,
+                                          row.payload).since(older_than)
+                index = kept.index()
+                conn.execute(update(t).where(t.c.id == row.id).values(
+                    payload=kept.payload(), ts_min=min(ts for _, ts in index),
+                    requests=len(index)))
+        return int(removed.rowcount or 0)
 
     def read(self, model: str, version: int | None, since: datetime | None,
              until: datetime | None, limit: int | None = None) -> list[Row]:
-        t = prediction_log
-        query = logged(select(t.c.request_id, t.c.ts, t.c.model, t.c.version, t.c.latency_ms,
-                              t.c.inputs, t.c.outputs), model, version, since, until)
-        query = query.order_by(t.c.ts, t.c.id)
-        if limit is not None:
-            query = query.limit(limit)
+        t = prediction_batches
+        query = select(t.c.batch_key, t.c.model, t.c.version, t.c.payload).where(
+            t.c.model == model)
+        if version is not None:
+            query = query.where(t.c.version == version)
+        if since is not None:
+            query = query.where(t.c.ts_max >= iso(since))
+        if until is not None:
+            query = query.where(t.c.ts_min < iso(until))
+        rows: list[Row] = []
         with self.database.read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            for found in conn.execute(query.order_by(t.c.ts_min, t.c.id)):
+                rows.extend(Batch.from_payload(found.batch_key, found.model, found.version,
+                                               found.payload).rows())
+        return _within(rows, since, until, limit)
+
+    def batches(self, conn: Connection, ids: Sequence[int]) -> dict[int, Batch]:
+        """The stored batches with these ids."""
+        t = prediction_batches
+        found: dict[int, Batch] = {}
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), _CHUNK):
+            query = select(t.c.id, t.c.batch_key, t.c.model, t.c.version, t.c.payload).where(
+                t.c.id.in_(unique[start:start + _CHUNK]))
+            for row in conn.execute(query):
+                found[row.id] = Batch.from_payload(row.batch_key, row.model, row.version,
+                                                   row.payload)
+        return found
 
 
 def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
            until: datetime | None) -> Select[Any]:
-    """``query`` kept to the prediction-log rows of ``model`` (one version or all) logged in
+    """``query`` kept to the index rows of ``model`` (one version or all) logged in
     ``[since, until)``."""
     t = prediction_log
     query = query.where(t.c.model == model)
@@ -119,10 +188,10 @@ def logged(query: Select[Any], model: str, version: int | None, since: datetime 
 
 
 class ParquetSink:
-    """Parquet files under ``root`` (any fsspec URL), one per batch, model, version and day.
-
-    Inputs and outputs are stored as JSON text, so every file of a model has one schema.
-    """
+    """Parquet files under ``root`` (any fsspec URL): a file per batch and day, named by the
+    batch's key (a batch replayed after a crash rewrites its own file), in
+    ``model=<m>/version=<v>/date=YYYY-MM-DD/``. Files of one model may differ in schema; each
+    is read on its own."""
 
     def __init__(self, root: str | Path) -> None:
         import fsspec
@@ -132,26 +201,31 @@ class ParquetSink:
         self.fs.makedirs(self.root, exist_ok=True)
 
     def write(self, rows: list[Row]) -> int:
-        groups: dict[tuple[str, int, str], list[Row]] = {}
-        for row in rows:
-            groups.setdefault((row["model"], row["version"], row["ts"][:10]), []).append(row)
-        staged = []  # every file written before any is published: a failed batch leaves none
+        return self.write_batches(from_rows(rows)) if rows else 0
+
+    def write_batches(self, batches: Sequence[Batch]) -> int:
+        staged = []  # every file written before any is published: a failed round leaves none
+        stored = 0
         try:
-            for (model, version, day), group in groups.items():
-                folder = f"{self.root}/model={model}/version={version}/date={day}"
-                self.fs.makedirs(folder, exist_ok=True)
-                name = uuid.uuid4().hex
-                temporary = f"{folder}/.{name}.parquet.tmp"
-                with self.fs.open(temporary, "wb") as handle:
-                    pq.write_table(_table(group), handle)
-                staged.append((temporary, f"{folder}/{name}.parquet"))
+            for batch in batches:
+                days = pc.cast(batch.table.column("ts"), pa.date32())
+                for day in pc.unique(days).to_pylist():
+                    part = batch.table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+                    folder = (f"{self.root}/model={batch.model}/version={batch.version}/"
+                              f"date={day.isoformat()}")
+                    self.fs.makedirs(folder, exist_ok=True)
+                    temporary = f"{folder}/.{batch.key}.parquet.tmp"
+                    with self.fs.open(temporary, "wb") as handle:
+                        pq.write_table(part, handle)
+                    staged.append((temporary, f"{folder}/{batch.key}.parquet"))
+                stored += batch.requests
         except BaseException:
             for temporary, _ in staged:
                 self.fs.rm(temporary)
             raise
         for temporary, final in staged:
             self.fs.mv(temporary, final)
-        return len(rows)
+        return stored
 
     def purge(self, older_than: datetime) -> int:
         cutoff = older_than.astimezone(UTC).date().isoformat()
@@ -166,8 +240,6 @@ class ParquetSink:
              until: datetime | None, limit: int | None = None) -> list[Row]:
         first = iso(since)[:10] if since is not None else ""
         last = iso(until)[:10] if until is not None else "9999"
-        start = iso(since) if since is not None else ""
-        end = iso(until) if until is not None else "9999"
         pattern = f"{self.root}/model={model}/version={'*' if version is None else version}"
         rows: list[Row] = []
         for path in sorted(self.fs.glob(f"{pattern}/date=*/*.parquet")):
@@ -176,34 +248,7 @@ class ParquetSink:
                 continue
             with self.fs.open(path, "rb") as handle:
                 table = pq.read_table(handle)
-            for row in table.to_pylist():
-                row["ts"] = iso(row["ts"])
-                if start <= row["ts"] < end:
-                    row["inputs"] = orjson.loads(row["inputs"])
-                    row["outputs"] = orjson.loads(row["outputs"])
-                    rows.append(row)
-        rows.sort(key=lambda row: row["ts"])
-        return rows if limit is None else rows[:limit]
-
-
-_SCHEMA = pa.schema([
-    ("request_id", pa.string()),
-    ("ts", pa.timestamp("us", tz="UTC")),
-    ("model", pa.string()),
-    ("version", pa.int64()),
-    ("latency_ms", pa.float64()),
-    ("inputs", pa.string()),
-    ("outputs", pa.string()),
-])
-
-
-def _table(rows: list[Row]) -> Any:
-    return pa.table({
-        "request_id": [row["request_id"] for row in rows],
-        "ts": [datetime.fromisoformat(row["ts"]) for row in rows],
-        "model": [row["model"] for row in rows],
-        "version": [row["version"] for row in rows],
-        "latency_ms": [row["latency_ms"] for row in rows],
-        "inputs": [to_json(row["inputs"]).decode() for row in rows],
-        "outputs": [to_json(row["outputs"]).decode() for row in rows],
-    }, schema=_SCHEMA)
+            stored_version = int(path.rsplit("version=", 1)[1].split("/", 1)[0])
+            name = path.rsplit("/", 1)[1].removesuffix(".parquet")
+            rows.extend(Batch(name, model, stored_version, table).rows())
+        return _within(rows, since, until, limit)

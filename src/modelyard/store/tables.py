@@ -128,7 +128,24 @@ window_profiles = Table(
                      name="uq_window_profiles_model_version_replica_window_start"),
 )
 
-# The durable prediction log: written in batches, sampled at `monitoring.log_sample_rate`.
+# The durable prediction log (0006): each written batch is one compressed Arrow table in
+# `prediction_batches` (`batch_key` makes a replayed batch a no-op), and every logged request
+# has an index row in `prediction_log` (id, time, model, version, batch) that feedback joins on.
+prediction_batches = Table(
+    "prediction_batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_key", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("ts_min", String(32), nullable=False),
+    Column("ts_max", String(32), nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    UniqueConstraint("batch_key", name="uq_prediction_batches_batch_key"),
+    Index("ix_prediction_batches_model_version_ts", "model", "version", "ts_max"),
+)
+
 prediction_log = Table(
     "prediction_log",
     metadata,
@@ -137,12 +154,9 @@ prediction_log = Table(
     Column("ts", String(32), nullable=False),
     Column("model", String(128), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("inputs", JSON, nullable=False),
-    Column("outputs", JSON, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    # one row per logged request: a replayed batch is ignored, not stored twice (0003)
-    Index("ux_prediction_log_entry", "request_id", "model", "version", "ts", unique=True),
-    Index("ix_prediction_log_model_version_ts", "model", "version", "ts"),
+    Column("batch_id", Integer, nullable=False),
+    Index("ix_prediction_log_request_id", "request_id"),
+    Index("ix_prediction_log_batch_id", "batch_id"),  # ascending ids: cheap to keep
 )
 
 # Delayed labels, keyed by the request id they judge; posting the same id again is a no-op.
