@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
 PORT = 19310
 BODY = b'{"label":0}'
@@ -56,6 +57,17 @@ async def app(scope, receive, send):
 '''
 
 
+class Tensor(msgspec.Struct):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[float]
+
+
+class Request(msgspec.Struct):
+    inputs: list[Tensor]
+
+
 def serve_protocol(port: int, infer: bool, model_path: str) -> None:
     """The hand-written server (runs in the child process)."""
     import asyncio
@@ -63,7 +75,6 @@ def serve_protocol(port: int, infer: bool, model_path: str) -> None:
     import threading
 
     import httptools
-    import msgspec
     import numpy as np
     import orjson
     import uvloop
@@ -84,15 +95,6 @@ def serve_protocol(port: int, infer: bool, model_path: str) -> None:
                 loop.call_soon_threadsafe(future.set_result, result)
 
         threading.Thread(target=work, daemon=True).start()
-
-    class Tensor(msgspec.Struct):
-        name: str
-        shape: list[int]
-        datatype: str
-        data: list[float]
-
-    class Request(msgspec.Struct):
-        inputs: list[Tensor]
 
     decoder = msgspec.json.Decoder(Request)
 
