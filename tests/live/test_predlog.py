@@ -65,7 +65,7 @@ def test_records_are_written_in_batches_of_one_statement(db: Database) -> None:
 
     def observe(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                 executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO PREDICTION_LOG"):
+        if statement.lstrip().upper().startswith("INSERT INTO PREDICTION_BATCHES"):
             inserts.append(len(parameters) if executemany else 1)
 
     event.listen(db.engine, "before_cursor_execute", observe)
@@ -76,7 +76,7 @@ def test_records_are_written_in_batches_of_one_statement(db: Database) -> None:
     wait_for(lambda: log.written == 5000)
     log.close()
     assert count(db, prediction_log) == 5000
-    assert len(inserts) == 5  # one INSERT round trip per 1,000 records, not one per request
+    assert len(inserts) == 5  # one batch per 1,000 records, not a statement per request
     assert log.queue_depth == 0
 
 

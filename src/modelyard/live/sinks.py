@@ -98,9 +98,12 @@ class DatabaseSink:
             "requests": len(index), "payload": batch.payload(),
         }).scalar()
         if batch_id is not None:  # else stored before: a replay after a crash
-            conn.exec_driver_sql(self._index_sql, [
-                (request_id, ts, batch.model, batch.version, batch_id) for request_id, ts in index
-            ])
+            rows = [(request_id, ts, batch.model, batch.version, batch_id)
+                    for request_id, ts in index]
+            if self.database.dialect == "postgresql":
+                _copy(conn, rows)
+            else:
+                conn.exec_driver_sql(self._index_sql, rows)
         return len(index)
 
     def _one_by_one(self, batches: Sequence[Batch], error: Exception) -> int:
@@ -170,6 +173,25 @@ class DatabaseSink:
                 found[row.id] = Batch.from_payload(row.batch_key, row.model, row.version,
                                                    row.payload)
         return found
+
+
+_COPY = f"COPY {prediction_log.name} (request_id, ts, model, version, batch_id) FROM STDIN"
+
+
+def _copy(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Index rows through PostgreSQL's COPY, in the transaction ``conn`` has open: ~3 µs a row
+    where ``executemany`` takes ~7. The driver's own errors bypass SQLAlchemy, so a lost
+    connection is named here, for the writer to spool and retry."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except Exception as error:
+        if type(error).__name__ in ("OperationalError", "InterfaceError"):
+            raise DatabaseUnavailable(f"the database went away during COPY: {error}") from error
+        raise
 
 
 def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
