@@ -32,6 +32,7 @@ from modelyard.lifecycle.routing import RolloutRouter
 from modelyard.rollout.state import RolloutStore
 from modelyard.serving import DataPlane, InferencePool, build_dataplane
 from modelyard.serving.rest import RestApp
+from modelyard.serving.rest.protocol import HttpToolsProtocol
 from modelyard.settings import Settings
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ async def _main(settings: Settings, announce: Callable[[str], None], worker: int
     rest = _Uvicorn(
         uvicorn.Config(
             RestApp(dataplane),
-            http="httptools",
+            http=HttpToolsProtocol,  # uvicorn's, writing head and body in one syscall
             lifespan="off",
             proxy_headers=False,
             access_log=False,
