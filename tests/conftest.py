@@ -105,3 +105,22 @@ def cancer() -> tuple[pd.DataFrame, pd.Series]:
 def cancer_model(cancer: tuple[pd.DataFrame, pd.Series]) -> Pipeline:
     X, y = cancer
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y)
+
+
+def migrate_to(db: Database, revision: str) -> None:
+    """Bring ``db``'s schema up or down to ``revision`` (a test of what a migration keeps)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+
+    from modelyard.store import database as module
+
+    config = Config()
+    config.set_main_option("script_location", str(module._migrations_dir()))
+    with db.write() as conn:
+        config.attributes["connection"] = conn
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current > revision:
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)

@@ -31,6 +31,7 @@ from modelyard.live.records import PredictionRecord
 from modelyard.settings import StoreSettings
 from modelyard.store import Database
 from modelyard.store.tables import feedback, prediction_log
+from tests.conftest import migrate_to
 
 from .conftest import T0, FakeClock, wait_for
 
@@ -396,18 +397,10 @@ def test_requests_logged_before_the_batch_format_stay_readable_and_labelled(
     database_url: str,
 ) -> None:
     """0006 moves rows logged one by one into batches; downgrading brings them back."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from modelyard.store import database as module
-
     db = Database(database_url)
-    config = Config()
-    config.set_main_option("script_location", str(module._migrations_dir()))
-    with db.write() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0005")
+    migrate_to(db, "0005")
     insert = ("INSERT INTO prediction_log (request_id, ts, model, version, inputs, outputs, "
               "latency_ms) VALUES (:id, :ts, :model, 1, :inputs, :outputs, 2.5)")
     with db.write() as conn:
@@ -436,9 +429,8 @@ def test_requests_logged_before_the_batch_format_stay_readable_and_labelled(
     log.submit(record(1, T0))  # and the new format beside it
     log.flush()
     assert len(log.records("churn")) == 4_001
-    with db.write() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0005")
+    migrate_to(db, "0005")
+    with db.read() as conn:
         back = conn.execute(text("SELECT count(*) FROM prediction_log")).scalar()
     assert back == 2_501
     db.dispose()

@@ -8,6 +8,7 @@ from sqlalchemy import inspect, text
 from modelyard.errors import DatabaseUnavailable, SchemaMismatch
 from modelyard.settings import StoreSettings
 from modelyard.store import Database, display_url
+from tests.conftest import migrate_to
 
 
 def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str) -> None:
@@ -87,17 +88,8 @@ def test_the_migrations_create_exactly_the_tables_the_code_declares(database_url
 def test_upgrading_a_prediction_log_with_replayed_duplicates_keeps_one_of_each(
     database_url: str,
 ) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from modelyard.store import database as module
-
     db = Database(database_url)
-    config = Config()
-    config.set_main_option("script_location", str(module._migrations_dir()))
-    with db.write() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
+    migrate_to(db, "0002")
     row = ("INSERT INTO prediction_log (request_id, ts, model, version, inputs, outputs, "
            "latency_ms) VALUES (:id, :ts, 'm', 1, '{}', '{}', 1.0)")
     t1, t2 = "2026-11-24T10:00:00.000000+00:00", "2026-11-24T10:00:01.000000+00:00"

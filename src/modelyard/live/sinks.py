@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Select, delete, select, update
+from sqlalchemy import Connection, Select, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -137,23 +137,15 @@ class DatabaseSink:
             for row in straddling:
                 kept = Batch.from_payload(row.batch_key, row.model, row.version,
                                           row.payload).since(older_than)
-                index = kept.index()
                 conn.execute(update(t).where(t.c.id == row.id).values(
-                    payload=kept.payload(), ts_min=min(ts for _, ts in index),
-                    requests=len(index)))
+                    payload=kept.payload(), ts_min=kept.ts_min, requests=kept.requests))
         return int(removed.rowcount or 0)
 
     def read(self, model: str, version: int | None, since: datetime | None,
              until: datetime | None, limit: int | None = None) -> list[Row]:
         t = prediction_batches
-        query = select(t.c.batch_key, t.c.model, t.c.version, t.c.payload).where(
-            t.c.model == model)
-        if version is not None:
-            query = query.where(t.c.version == version)
-        if since is not None:
-            query = query.where(t.c.ts_max >= iso(since))
-        if until is not None:
-            query = query.where(t.c.ts_min < iso(until))
+        query = logged(select(t.c.batch_key, t.c.model, t.c.version, t.c.payload), model,
+                       version, since, until, table=t)
         rows: list[Row] = []
         with self.database.read() as conn:
             for found in conn.execute(query.order_by(t.c.ts_min, t.c.id)):
@@ -195,17 +187,19 @@ def _copy(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 
 def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
-           until: datetime | None) -> Select[Any]:
-    """``query`` kept to the index rows of ``model`` (one version or all) logged in
-    ``[since, until)``."""
-    t = prediction_log
-    query = query.where(t.c.model == model)
+           until: datetime | None, table: Table = prediction_log) -> Select[Any]:
+    """``query`` kept to the rows of ``table`` for ``model`` (one version or all) that hold
+    requests logged in ``[since, until)``: index rows by their time, batches by the span of
+    theirs (``ts_min`` to ``ts_max``)."""
+    first = table.c.ts_min if table is prediction_batches else table.c.ts
+    last = table.c.ts_max if table is prediction_batches else table.c.ts
+    query = query.where(table.c.model == model)
     if version is not None:
-        query = query.where(t.c.version == version)
+        query = query.where(table.c.version == version)
     if since is not None:
-        query = query.where(t.c.ts >= iso(since))
+        query = query.where(last >= iso(since))
     if until is not None:
-        query = query.where(t.c.ts < iso(until))
+        query = query.where(first < iso(until))
     return query
 
 
