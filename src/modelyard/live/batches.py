@@ -53,7 +53,6 @@ ROWS = "rows"
 REQUESTS = "requests"
 _INPUT = "in:"
 _OUTPUT = "out:"
-_MAX_ID = 128
 _MAX_OUTPUT_COLUMNS = 16
 _OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 
@@ -138,7 +137,8 @@ def is_journal_batch(entry: Any) -> bool:
 def encode(records: Sequence[PredictionRecord]) -> list[Batch]:
     """The records as batches, one per model version and layout, in order of first arrival.
 
-    Raises nothing for a bad record: :func:`checked` sorts those out first.
+    Raises nothing for a bad record: :func:`~modelyard.live.records.checked` sorts those out
+    first.
     """
     groups: dict[tuple[Any, ...], list[PredictionRecord]] = {}
     names: dict[int, tuple[Any, ...]] = {}  # the records keep their lists alive meanwhile
@@ -149,14 +149,6 @@ def encode(records: Sequence[PredictionRecord]) -> list[Batch]:
         table = _rows_table(group) if key[2] == ROWS else _requests_table(group)
         batches.append(Batch(uuid.uuid4().hex, group[0].model, int(group[0].version), table))
     return batches
-
-
-def checked(record: PredictionRecord) -> str | None:
-    """Why ``record`` cannot be logged, or None."""
-    request_id = record.request_id
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= _MAX_ID:
-        return f"request id must be text of 1 to {_MAX_ID} characters"
-    return None
 
 
 def from_rows(rows: Sequence[Row]) -> list[Batch]:

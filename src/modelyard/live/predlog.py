@@ -36,9 +36,9 @@ from pathlib import Path
 import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
-from modelyard.live.batches import Batch, checked, encode, from_rows, is_journal_batch
+from modelyard.live.batches import Batch, encode, from_rows, is_journal_batch
 from modelyard.live.journal import Journal, Replayer
-from modelyard.live.records import PredictionRecord, Row, frame_of
+from modelyard.live.records import PredictionRecord, Row, checked, frame_of
 from modelyard.live.sinks import DatabaseSink, ParquetSink, Sink
 from modelyard.store import Database
 

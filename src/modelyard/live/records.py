@@ -53,10 +53,18 @@ class PredictionRecord:
         )
 
 
+def checked(record: PredictionRecord) -> str | None:
+    """Why ``record`` cannot be logged, or None."""
+    if not isinstance(record.request_id, str) or not 0 < len(record.request_id) <= _MAX_ID:
+        return f"request id must be text of 1 to {_MAX_ID} characters"
+    return None
+
+
 def row_of(record: PredictionRecord) -> Row:
     """The stored form of a record: plain JSON-ready values, columns of values (NaN → None)."""
-    if not isinstance(record.request_id, str) or not 0 < len(record.request_id) <= _MAX_ID:
-        raise ValueError(f"request id must be text of 1 to {_MAX_ID} characters")
+    problem = checked(record)
+    if problem is not None:
+        raise ValueError(problem)
     at = record.at if record.at is not None else datetime.now(UTC).timestamp()
     return {
         "request_id": record.request_id,

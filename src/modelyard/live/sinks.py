@@ -67,10 +67,9 @@ class DatabaseSink:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        marker = "?" if database.dialect == "sqlite" else "%s"
-        self._index_sql = (
+        self._index_sql = (  # SQLite's; PostgreSQL takes the index rows by COPY (_copy)
             f"INSERT INTO {prediction_log.name} (request_id, ts, model, version, batch_id) "
-            f"VALUES ({', '.join([marker] * 5)})"
+            "VALUES (?, ?, ?, ?, ?)"
         )
 
     def write(self, rows: list[Row]) -> int:
