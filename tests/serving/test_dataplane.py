@@ -163,3 +163,46 @@ def test_a_multi_row_request_larger_than_the_batch_runs_alone(  # type: ignore[n
     model = dp.manager.resolve("cancer").require_ready()
     answer = asyncio.run(dp.infer(_request(X[:10]), "t"))
     np.testing.assert_array_equal(answer.outputs[0].data, model.runtime.predict(X[:10])["predict"])
+
+
+def test_submit_answers_in_a_callback_as_infer_does(make_dataplane) -> None:  # type: ignore[no-untyped-def]
+    """The task-free path (no batcher, no deadline) gives infer's answer, counts it, and
+    hands every error after routing to the callback; a deadline takes infer's own path."""
+    dp: DataPlane = make_dataplane()  # defaults: no batcher
+
+    async def scenario() -> list[tuple[object, BaseException | None]]:
+        loop = asyncio.get_running_loop()
+        answers: list[tuple[object, BaseException | None]] = []
+        waiting = [loop.create_future() for _ in range(4)]
+
+        def collect(i: int):  # type: ignore[no-untyped-def]
+            def done(response: object, error: BaseException | None) -> None:
+                answers.append((response, error))
+                waiting[i].set_result(None)
+            return done
+
+        dp.submit(_request(X[:3], id="a"), "rest", collect(0))
+        dp.submit(_request(X[:2, :29]), "rest", collect(1))  # one column short
+        dp.submit(_request(X[:1], outputs=[RequestedOutput("nope")]), "rest", collect(2))
+        deadline = asyncio.get_running_loop().time() + 30
+        dp.submit(_request(X[:1], id="d", deadline=deadline), "rest", collect(3))
+        await asyncio.wait_for(asyncio.gather(*waiting), 30)
+        with pytest.raises(ModelNotFound):
+            dp.submit(InferRequest("ghost", []), "rest", collect(0))
+        return answers
+
+    answers = asyncio.run(scenario())
+    expected = asyncio.run(dp.infer(_request(X[:3], id="a"), "rest"))
+    by_id = {r.id: r for r, _ in answers if r is not None}  # type: ignore[attr-defined]
+    assert set(by_id) == {"a", "d"}
+    got = {t.name: t.data for t in by_id["a"].outputs}
+    for tensor in expected.outputs:
+        np.testing.assert_array_equal(got[tensor.name], tensor.data)
+    errors = [e for r, e in answers if r is None]
+    assert sorted(type(e).__name__ for e in errors) == ["InvalidInput", "SignatureMismatch"]
+    text = dp.metrics.exposition().decode()
+    ok = [line for line in text.splitlines() if line.startswith("modelyard_requests_total{")
+          and 'outcome="ok"' in line and 'model="cancer"' in line]
+    assert ok
+    assert float(ok[0].rsplit(" ", 1)[1]) == 3.0  # a, d, and infer's own
+    assert dp._in_flight == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.registry.signature import to_frame, to_tensors
+from modelyard.serving.admin import AdminRoutes
 from modelyard.serving.batching import model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
@@ -44,10 +45,11 @@ try:
 except PackageNotFoundError:  # a source tree that is not installed
     _VERSION = "0+unknown"
 T = TypeVar("T")
+Done = Callable[[InferResponse | None, BaseException | None], None]
 EXTENSIONS = ["binary_tensor_data", "model_repository", "generate", "kserve_v1"]
 
 
-class DataPlane:
+class DataPlane(AdminRoutes):
     def __init__(
         self, manager: ModelManager, settings: ServingSettings, metrics: ServingMetrics,
         observer: Observer | None = None,
@@ -64,6 +66,7 @@ class DataPlane:
         self.draining = False
         self._in_flight = 0
         self._mirrors: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[InferResponse]] = set()  # submit's, held till done
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -91,15 +94,73 @@ class DataPlane:
 
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
         started = time.perf_counter()
+        return await self._infer_on(self._resolve(request, protocol, started), request,
+                                    protocol, started)
+
+    def submit(self, request: InferRequest, protocol: str, done: Done) -> None:
+        """:meth:`infer` for a caller that takes the answer in ``done(response, error)``.
+
+        A one-row call to a fast model costs the event loop less than the task and coroutines
+        that :meth:`infer` needs, so on the common path (no batcher, no deadline) this runs
+        without either: checks and conversion here, the model on its thread, the rest in the
+        future's callback. Other requests run :meth:`infer` in a task. An error in resolving
+        the route is raised here; every later one reaches ``done``.
+        """
+        started = time.perf_counter()
+        slot = self._resolve(request, protocol, started)
+        if slot.batcher is not None or request.deadline is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._infer_on(slot, request, protocol, started))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(
+                lambda t: done(None, t.exception()) if t.exception() else done(t.result(), None))
+            return
         self._in_flight += 1
         try:
+            model, names, cache_key, begun = self._begin(slot, request)
+        except Exception as exc:
+            self._in_flight -= 1
+            self._count(slot, protocol, started, exc)
+            done(None, exc)
+            return
+        if isinstance(begun, InferResponse):
+            self._in_flight -= 1
+            self._answered(slot, request, protocol, started, begun)
+            done(begun, None)
+            return
+
+        def finished(future: asyncio.Future[dict[str, np.ndarray]]) -> None:
+            self._in_flight -= 1
             try:
-                slot = self._slot(request)
-            except BaseException as exc:  # never a caller-chosen name: labels stay bounded
-                self.metrics.observe_request(
-                    "", "", protocol, _outcome(exc), time.perf_counter() - started
-                )
-                raise
+                error = future.exception()
+                if error is not None:
+                    raise _failure(model, error)
+                response = self._finish(slot, model, request, names, cache_key, begun,
+                                        future.result(), started)
+            except BaseException as exc:
+                self._count(slot, protocol, started, exc)
+                done(None, exc)
+                return
+            self._answered(slot, request, protocol, started, response)
+            done(response, None)
+
+        assert isinstance(begun, Prepared)
+        self.manager.pool.run(model.run, begun.data, begun.outputs).add_done_callback(finished)
+
+    def _resolve(self, request: InferRequest, protocol: str, started: float) -> Slot:
+        try:
+            return self._slot(request)
+        except BaseException as exc:  # never a caller-chosen name: labels stay bounded
+            self.metrics.observe_request(
+                "", "", protocol, _outcome(exc), time.perf_counter() - started
+            )
+            raise
+
+    async def _infer_on(self, slot: Slot, request: InferRequest, protocol: str,
+                        started: float) -> InferResponse:
+        self._in_flight += 1
+        try:
             response = await self._observed(
                 slot, protocol, started, self._infer(slot, request, started)
             )
@@ -108,6 +169,12 @@ class DataPlane:
             return response
         finally:
             self._in_flight -= 1
+
+    def _answered(self, slot: Slot, request: InferRequest, protocol: str, started: float,
+                  response: InferResponse) -> None:
+        self._count(slot, protocol, started, None)
+        if self.router is not None and request.version is None:
+            self._mirror(slot, request, response)
 
     def _slot(self, request: InferRequest) -> Slot:
         """The version that answers: a rollout's choice for a bare name, else the name's own."""
@@ -151,21 +218,37 @@ class DataPlane:
         self, slot: Slot, protocol: str, started: float, work: Awaitable[T]
     ) -> T:
         """``work``'s result, counted and timed under the slot's labels whatever the outcome."""
-        labels = (slot.name, str(slot.version), protocol)
         try:
             result = await work
         except BaseException as exc:
-            elapsed = time.perf_counter() - started
-            outcome = _outcome(exc)
-            self.metrics.observe_request(*labels, outcome, elapsed)
-            if self.observer is not None and outcome in ("error", "model_error", "timeout",
-                                                         "unavailable"):
-                self.observer.failed(slot.name, slot.version, time.time(), elapsed)
+            self._count(slot, protocol, started, exc)
             raise
-        self.metrics.observe_request(*labels, "ok", time.perf_counter() - started)
+        self._count(slot, protocol, started, None)
         return result
 
+    def _count(self, slot: Slot, protocol: str, started: float,
+               exc: BaseException | None) -> None:
+        elapsed = time.perf_counter() - started
+        version = str(slot.version)
+        if exc is None:
+            self.metrics.observe_request(slot.name, version, protocol, "ok", elapsed)
+            return
+        outcome = _outcome(exc)
+        self.metrics.observe_request(slot.name, version, protocol, outcome, elapsed)
+        if self.observer is not None and outcome in ("error", "model_error", "timeout",
+                                                     "unavailable"):
+            self.observer.failed(slot.name, slot.version, time.time(), elapsed)
+
     async def _infer(self, slot: Slot, request: InferRequest, started: float) -> InferResponse:
+        model, names, cache_key, begun = self._begin(slot, request)
+        if isinstance(begun, InferResponse):
+            return begun
+        outputs = await self._run(slot, model, begun, request.deadline)
+        return self._finish(slot, model, request, names, cache_key, begun, outputs, started)
+
+    def _begin(self, slot: Slot, request: InferRequest
+               ) -> tuple[ServedModel, list[str], Any, Prepared | InferResponse]:
+        """Checks and conversion before the model runs; a cached answer ends it here."""
         model = slot.require_ready()
         names = model.check_outputs(request.outputs, slot.config.outputs)
         cache_key = None
@@ -174,10 +257,16 @@ class DataPlane:
             cached = slot.cache.get(cache_key)
             if cached is not None:
                 self.metrics.cache_hit(slot.name, str(slot.version))
-                return self._response(model, request, cached, cache_hit=True)
+                return model, names, cache_key, self._response(model, request, cached,
+                                                               cache_hit=True)
         prepared = model.prepare(request.inputs)
         prepared.outputs = names
-        outputs = await self._run(slot, model, prepared, request.deadline)
+        return model, names, cache_key, prepared
+
+    def _finish(self, slot: Slot, model: ServedModel, request: InferRequest, names: list[str],
+                cache_key: Any, prepared: Prepared, outputs: dict[str, np.ndarray],
+                started: float) -> InferResponse:
+        """The answer from the model's outputs: cached, and seen by monitoring."""
         tensors = model.to_tensors(outputs, names)
         if slot.cache is not None and cache_key is not None:
             slot.cache.put(cache_key, tensors)
@@ -327,66 +416,6 @@ class DataPlane:
         slot = self.manager.resolve(name)
         return {"name": slot.name, "version": str(slot.version), "ready": slot.state == READY}
 
-    # -- live monitoring -----------------------------------------------------------------
-
-    async def feedback(self, items: Any) -> Any:
-        """Delayed labels ``[{"id": request id, "label": ...}]`` for earlier predictions."""
-        if self.feedback_sink is None:
-            raise Unavailable("feedback needs live monitoring (monitoring.enabled = true)")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.feedback_sink.ingest, items)
-
-    async def monitoring(self, name: str, since: str | None) -> list[dict[str, Any]]:
-        """The monitor's window results for model ``name`` (every version), oldest first."""
-        if self.history is None:
-            raise Unavailable("monitoring results need live monitoring (monitoring.enabled)")
-        history = self.history
-        model = name.split("@", 1)[0]
-        if not self.manager.versions(model):
-            raise NotFound(f"no model named {model!r} is served")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, history.results, model, since)
-
-    # -- rollouts (admin API) ------------------------------------------------------------
-
-    async def rollout(self, name: str, action: str | None = None, body: Any = None) -> Any:
-        """The model's rollout (``action`` None), a new one (``"start"`` with a spec), or
-        promote / pause / resume / rollback / abort (``body`` may hold a ``reason``)."""
-        admin = self.rollouts
-        if admin is None:
-            raise Unavailable("this server does not manage rollouts")
-        loop = asyncio.get_running_loop()
-        if action is None:
-            return await loop.run_in_executor(None, admin.status, name)
-        if action == "start":
-            return await loop.run_in_executor(None, admin.start, name, body)
-        reason = body.get("reason") if isinstance(body, dict) else None
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidInput("reason must be text")
-        return await loop.run_in_executor(None, admin.act, name, action, reason)
-
-    # -- retraining (admin API) ---------------------------------------------------------
-
-    async def retrain(self, name: str, action: str | None = None,
-                      body: Any = None) -> tuple[int, Any]:
-        """The model's runs (``action`` None), a new run (``"start"``: 202 and the begun run;
-        200 and the plan for ``{"dry_run": true}``) or ``"approve"``; returns (status, body)."""
-        admin = self.retrains
-        if admin is None:
-            raise Unavailable("this server does not manage retraining")
-        loop = asyncio.get_running_loop()
-        if action is None:
-            return 200, await loop.run_in_executor(None, admin.runs, name)
-        if action == "start":
-            started, result = await loop.run_in_executor(None, admin.start, name, body)
-            return (202 if started else 200), result
-        if action == "approve":
-            return 200, await loop.run_in_executor(None, admin.approve, name, body)
-        raise NotFound(f"unknown retraining action {action!r}; POST .../retrain or "
-                       ".../retrain/approve")
-
-    # -- model repository extension ------------------------------------------------------
-
     def repository_index(self) -> list[RepositoryEntry]:
         return self.manager.index()
 
@@ -411,6 +440,13 @@ class DataPlane:
         for slot in self.manager.slots():
             if slot.batcher is not None:
                 await slot.batcher.close()
+
+
+def _failure(model: ServedModel, exc: BaseException) -> BaseException:
+    """What the caller sees of an exception raised while ``model`` ran."""
+    if isinstance(exc, ModelyardError) or not isinstance(exc, Exception):
+        return exc
+    return model_failure(model, exc)
 
 
 def _outcome(exc: BaseException) -> str:

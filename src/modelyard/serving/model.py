@@ -55,6 +55,12 @@ class ServedModel:
             and "BYTES" not in kinds
         ):
             self.matrix_dtype = numpy_dtype(next(iter(kinds)))
+        # One tensor input: a request that already matches it is taken as it is.
+        self._single: tuple[str, str, list[int], np.dtype[Any]] | None = None
+        if not self.signature.columnar and len(self.signature.inputs) == 1:
+            spec = self.signature.inputs[0]
+            self._single = (spec.name, spec.datatype, list(spec.shape),
+                            numpy_dtype(spec.datatype))
 
     @property
     def key(self) -> str:
@@ -79,8 +85,9 @@ class ServedModel:
         if requested is None:
             if default is None:
                 return self.output_names
-            requested = [RequestedOutput(name) for name in default]
-        names = [out.name for out in requested]
+            names = list(default)
+        else:
+            names = [out.name for out in requested]
         unknown = [n for n in names if n not in self.output_names]
         if unknown:
             raise InvalidInput(
@@ -156,6 +163,15 @@ class ServedModel:
         return Prepared(to_frame(frame, self.signature), count)
 
     def _prepare_tensors(self, inputs: list[Tensor]) -> Prepared:
+        single = self._single
+        if single is not None and len(inputs) == 1:
+            name, datatype, shape, dtype = single
+            only = inputs[0]
+            array = only.data
+            if (only.name == name and only.datatype == datatype and array.dtype == dtype
+                    and array.ndim == len(shape) and array.ndim > 0 and array.shape[0] > 0
+                    and all(w in (-1, g) for w, g in zip(shape, array.shape, strict=True))):
+                return Prepared({name: array}, int(array.shape[0]))
         expected = self.signature.input_names
         names = [t.name for t in inputs]
         unknown = [n for n in names if n not in expected]

@@ -6,7 +6,6 @@ allocated: a request declaring ``[1, 10**12]`` gets a clear error, never an allo
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -46,13 +45,17 @@ def check_header(name: str, datatype: str, shape: Sequence[Any], max_elements: i
             f"input {name!r} has unknown datatype {datatype!r}; "
             f"expected one of {', '.join(sorted(DATATYPES))}"
         )
-    if not isinstance(shape, list | tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in shape
-    ):
+    if not isinstance(shape, (list, tuple)):
         raise InvalidInput(f"input {name!r} has shape {shape!r}; expected a list of integers")
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"input {name!r} has a negative dimension in shape {list(shape)}")
-    count = math.prod(shape)
+    count = 1
+    for d in shape:
+        if type(d) is not int:  # bool is a subclass of int, and no dimension
+            raise InvalidInput(f"input {name!r} has shape {shape!r}; expected a list of "
+                               "integers")
+        if d < 0:
+            raise InvalidInput(
+                f"input {name!r} has a negative dimension in shape {list(shape)}")
+        count *= d
     if count > max_elements:
         raise PayloadTooLarge(
             f"input {name!r} declares shape {list(shape)} ({count} elements), over the limit "

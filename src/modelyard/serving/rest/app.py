@@ -30,7 +30,7 @@ from modelyard.serving.dataplane import DataPlane
 from modelyard.serving.metrics import CONTENT_TYPE
 from modelyard.serving.rest import codec, openapi
 from modelyard.serving.rest.errors import status_of
-from modelyard.serving.types import InferRequest, request_ids
+from modelyard.serving.types import InferRequest, InferResponse, request_ids
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,6 +38,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON = (b"content-type", b"application/json")
+# A whole response: status, body, request id, extra headers, content type.
+Reply = tuple[int, bytes, str, list[tuple[bytes, bytes]], bytes]
 _NOT_FOUND = b'{"error":"no such route"}'
 
 
@@ -57,18 +59,18 @@ class RestApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        headers = _Headers(scope["headers"])
+        headers = RequestHeaders(scope["headers"])
         request_id = headers.request_id or request_ids.next()
         try:
+            headers.check()
             await self._route(scope, receive, send, headers, request_id)
         except ClientGone:
             return
         except Exception as exc:
-            status, message, extra = status_of(exc)
-            await _respond(send, status, codec.dumps({"error": message}), request_id, extra)
+            await _respond(send, *error_reply(exc, request_id))
 
     async def _route(
-        self, scope: Scope, receive: Receive, send: Send, headers: _Headers, request_id: str
+        self, scope: Scope, receive: Receive, send: Send, headers: RequestHeaders, request_id: str
     ) -> None:
         method = scope["method"]
         parts = scope["path"].strip("/").split("/")
@@ -129,7 +131,7 @@ class RestApp:
         parts: list[str],
         receive: Receive,
         send: Send,
-        headers: _Headers,
+        headers: RequestHeaders,
         request_id: str,
     ) -> None:
         dp = self.dataplane
@@ -161,27 +163,65 @@ class RestApp:
         if method == "GET" and action == "ready":
             ok = dp.model_ready(model, version)
             return await _respond(send, 200 if ok else 503, b"", request_id)
-        if method == "POST" and action in ("infer", "generate_stream") and len(rest) == 1:
+        if method == "POST" and action == "generate_stream" and len(rest) == 1:
             body = await _read_body(receive, headers, self.max_body)
-            request, binary_default = codec.decode_infer(
-                body, headers.header_length, model, version, request_id, headers.timeout_ms,
-                self.max_elements,
-            )
-            request.headers = headers.raw
-            if action == "generate_stream":
-                return await self._stream(request, send)
-            response = await dp.infer(request, "rest")
-            payload, header_length = codec.encode_infer(response, request, binary_default)
-            extra = [(b"x-modelyard-model-version", response.model_version.encode())]
-            if header_length is not None:
-                extra.append((b"inference-header-content-length", str(header_length).encode()))
-            if response.cache_hit is not None:
-                extra.append((b"x-modelyard-cache", b"hit" if response.cache_hit else b"miss"))
-            return await _respond(
-                send, 200, payload, response.id, extra,
-                content_type=b"application/octet-stream" if header_length else b"application/json",
-            )
+            request, _ = self._decode(body, headers, model, version, request_id)
+            return await self._stream(request, send)
+        if method == "POST" and action == "infer" and len(rest) == 1:
+            body = await _read_body(receive, headers, self.max_body)
+            return await _respond(send, *await self.infer(model, version, body, headers,
+                                                          request_id))
         return await _respond(send, 404, _NOT_FOUND, request_id)
+
+    def _decode(self, body: bytes, headers: RequestHeaders, model: str, version: str | None,
+                request_id: str) -> tuple[InferRequest, bool]:
+        request, binary_default = codec.decode_infer(
+            body, headers.header_length, model, version, request_id, headers.timeout_ms,
+            self.max_elements,
+        )
+        request.headers = headers.raw
+        return request, binary_default
+
+    async def infer(self, model: str, version: str | None, body: bytes,
+                    headers: RequestHeaders, request_id: str) -> Reply:
+        """``POST /v2/models/{model}[/versions/{version}]/infer`` with its whole body read."""
+        request, binary_default = self._decode(body, headers, model, version, request_id)
+        response = await self.dataplane.infer(request, "rest")
+        return self._reply(response, request, binary_default)
+
+    def submit_infer(self, model: str, version: str | None, body: bytes,
+                     headers: RequestHeaders, request_id: str,
+                     reply: Callable[[Reply], None]) -> None:
+        """:meth:`infer` with the answer (or the error's) passed to ``reply``, on the data
+        plane's path without a task (:meth:`DataPlane.submit`); the protocol's fast path."""
+        try:
+            headers.check()
+            request, binary_default = self._decode(body, headers, model, version, request_id)
+
+            def done(response: InferResponse | None, error: BaseException | None) -> None:
+                if response is None:
+                    reply(error_reply(error, request_id))  # type: ignore[arg-type]
+                    return
+                try:
+                    answer = self._reply(response, request, binary_default)
+                except Exception as exc:
+                    answer = error_reply(exc, request_id)
+                reply(answer)
+
+            self.dataplane.submit(request, "rest", done)
+        except Exception as exc:
+            reply(error_reply(exc, request_id))
+
+    @staticmethod
+    def _reply(response: InferResponse, request: InferRequest, binary_default: bool) -> Reply:
+        payload, header_length = codec.encode_infer(response, request, binary_default)
+        extra = [(b"x-modelyard-model-version", response.model_version.encode())]
+        if header_length is not None:
+            extra.append((b"inference-header-content-length", str(header_length).encode()))
+        if response.cache_hit is not None:
+            extra.append((b"x-modelyard-cache", b"hit" if response.cache_hit else b"miss"))
+        content_type = b"application/octet-stream" if header_length else _JSON[1]
+        return 200, payload, response.id, extra, content_type
 
     async def _stream(self, request: InferRequest, send: Send) -> None:
         """Server-sent events: one ``data:`` line per chunk the model yields."""
@@ -212,7 +252,8 @@ class RestApp:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _repository(
-        self, parts: list[str], receive: Receive, send: Send, headers: _Headers, request_id: str
+        self, parts: list[str], receive: Receive, send: Send, headers: RequestHeaders,
+        request_id: str,
     ) -> None:
         dp = self.dataplane
         await _read_body(receive, headers, self.max_body)
@@ -231,7 +272,7 @@ class RestApp:
         await _respond(send, 404, _NOT_FOUND, request_id)
 
     async def _v1(
-        self, method: str, target: str, receive: Receive, send: Send, headers: _Headers,
+        self, method: str, target: str, receive: Receive, send: Send, headers: RequestHeaders,
         request_id: str,
     ) -> None:
         dp = self.dataplane
@@ -251,6 +292,22 @@ class RestApp:
         if method == "GET" and ":" not in target:
             return await _respond(send, 200, codec.dumps(dp.status_v1(target)), request_id)
         raise NotFound(f"no route {method} /v1/models/{target}")
+
+
+def error_reply(exc: BaseException, request_id: str) -> Reply:
+    """The ``{"error": ...}`` answer for an exception raised below the adapter."""
+    status, message, extra = status_of(exc)
+    return status, codec.dumps({"error": message}), request_id, extra, _JSON[1]
+
+
+def header_value(text: str) -> bytes:
+    """``text`` as a header value: latin-1 where it can be (a client's own ``X-Request-ID``
+    goes back byte for byte), UTF-8 otherwise. Control characters never reach a header:
+    :func:`codec.decode_infer` refuses an id that holds one."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 def _json(body: bytes) -> Any:
@@ -274,10 +331,15 @@ def _plain(result: Any) -> Any:
     return result
 
 
-class _Headers:
-    """The few request headers the data plane reads, found in one pass."""
+class RequestHeaders:
+    """The few request headers the data plane reads, found in one pass.
 
-    __slots__ = ("content_length", "header_length", "raw", "request_id", "timeout_ms")
+    Reading never fails, so that even a request with a malformed header gets its own id back;
+    :meth:`check` raises :class:`InvalidInput` naming the first header that is not a number.
+    """
+
+    __slots__ = ("content_length", "header_length", "problem", "raw", "request_id",
+                 "timeout_ms")
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
         self.raw = raw
@@ -285,25 +347,32 @@ class _Headers:
         self.header_length: int | None = None
         self.request_id: str | None = None
         self.timeout_ms: float | None = None
+        self.problem: str | None = None
         for key, value in raw:
             if key == b"content-length":
-                self.content_length = _int(value, "Content-Length")
+                self.content_length = self._int(value, "Content-Length")
             elif key == b"inference-header-content-length":
-                self.header_length = _int(value, "Inference-Header-Content-Length")
+                self.header_length = self._int(value, "Inference-Header-Content-Length")
             elif key == b"x-request-id":
                 self.request_id = value.decode("latin-1")
             elif key == b"x-modelyard-timeout-ms":
-                self.timeout_ms = float(_int(value, "X-Modelyard-Timeout-Ms"))
+                timeout = self._int(value, "X-Modelyard-Timeout-Ms")
+                self.timeout_ms = None if timeout is None else float(timeout)
+
+    def _int(self, value: bytes, name: str) -> int | None:
+        try:
+            return int(value)
+        except ValueError:
+            if self.problem is None:
+                self.problem = f"header {name} is not a whole number: {value!r}"
+            return None
+
+    def check(self) -> None:
+        if self.problem is not None:
+            raise InvalidInput(self.problem)
 
 
-def _int(value: bytes, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidInput(f"header {name} is not a whole number: {value!r}") from None
-
-
-async def _read_body(receive: Receive, headers: _Headers, limit: int) -> bytes:
+async def _read_body(receive: Receive, headers: RequestHeaders, limit: int) -> bytes:
     if headers.content_length is not None and headers.content_length > limit:
         raise PayloadTooLarge(
             f"the request body of {headers.content_length} bytes is over the limit of {limit}"
@@ -328,7 +397,7 @@ async def _start(
     send: Send, status: int, request_id: str, content_type: bytes, more: bool = False,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    headers = [(b"content-type", content_type), (b"x-request-id", request_id.encode("latin-1"))]
+    headers = [(b"content-type", content_type), (b"x-request-id", header_value(request_id))]
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -345,7 +414,7 @@ async def _respond(
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode("latin-1")),
+        (b"x-request-id", header_value(request_id)),
     ]
     if extra:
         headers.extend(extra)

@@ -6,6 +6,7 @@ encoded with orjson, which writes numpy arrays directly.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ class _Request(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(_Request)
+_CONTROL = re.compile("[\x00-\x1f\x7f]").search
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -69,6 +71,9 @@ def decode_infer(
         raise InvalidInput(f"invalid inference request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    if raw.id is not None and _CONTROL(raw.id):
+        raise InvalidInput(f"the request id {raw.id!r} holds a control character; it is sent "
+                           "back in the X-Request-ID header, where none may appear")
     inputs = []
     offset = 0
     for item in raw.inputs:
