@@ -130,14 +130,15 @@ class DataPlane(AdminRoutes):
             done(begun, None)
             return
 
-        def finished(future: asyncio.Future[dict[str, np.ndarray]]) -> None:
+        def finished(outputs: dict[str, np.ndarray] | None, error: BaseException | None,
+                     ) -> None:
             self._in_flight -= 1
             try:
-                error = future.exception()
                 if error is not None:
                     raise _failure(model, error)
+                assert outputs is not None
                 response = self._finish(slot, model, request, names, cache_key, begun,
-                                        future.result(), started)
+                                        outputs, started)
             except BaseException as exc:
                 self._count(slot, protocol, started, exc)
                 done(None, exc)
@@ -146,7 +147,7 @@ class DataPlane(AdminRoutes):
             done(response, None)
 
         assert isinstance(begun, Prepared)
-        self.manager.pool.run(model.run, begun.data, begun.outputs).add_done_callback(finished)
+        self.manager.pool.call(model.run, (begun.data, begun.outputs), finished)
 
     def _resolve(self, request: InferRequest, protocol: str, started: float) -> Slot:
         try:

@@ -1,15 +1,21 @@
 """Prometheus metrics of one server process: base units, histograms, no request ids in labels.
 
 Labelled children are cached per (model, version, protocol) so a request pays for a dict
-lookup, not for ``labels()``.
+lookup, not for ``labels()``; the two series every request updates are plain numbers
+(:class:`RequestMetrics`).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from modelyard.serving.batching import BatchStats
 
@@ -21,24 +27,72 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class _Series:
+    """One (model, version, protocol): answers by outcome, and the latency histogram's
+    per-bucket counts (the last bucket is +Inf) and sum."""
+
+    __slots__ = ("buckets", "outcomes", "total")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.buckets = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+
+class RequestMetrics(Collector):
+    """``modelyard_requests_total`` and ``modelyard_request_duration_seconds`` as plain
+    numbers, turned into Prometheus families only when scraped.
+
+    prometheus_client's labelled children take a lock for every update and find a bucket
+    with a Python loop: ~2 µs of the event loop per request, a tenth of what a one-row ONNX
+    call costs it. Requests are counted on the event loop's thread only (REST and gRPC share
+    it), so plain integers need no lock; a scrape copies them under the GIL.
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str], _Series] = {}
+
+    def observe(
+        self, model: str, version: str, protocol: str, outcome: str, seconds: float
+    ) -> None:
+        key = (model, version, protocol)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        outcomes = series.outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        series.buckets[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        series.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        counts = CounterMetricFamily(
+            "modelyard_requests",
+            "Inference requests answered, by outcome (ok, client_error, model_error, "
+            "unavailable, timeout, error).",
+            labels=["model", "version", "protocol", "outcome"],
+        )
+        seconds = HistogramMetricFamily(
+            "modelyard_request_duration_seconds",
+            "Time from a decoded request to its encoded answer.",
+            labels=["model", "version", "protocol"],
+        )
+        for key, series in list(self._series.items()):
+            for outcome, count in list(series.outcomes.items()):
+                counts.add_metric([*key, outcome], count)
+            cumulative = list(accumulate(series.buckets))
+            bounds = [*(str(b) for b in _LATENCY_BUCKETS), "+Inf"]
+            seconds.add_metric(list(key), list(zip(bounds, cumulative, strict=True)),
+                               series.total)
+        yield counts
+        yield seconds
+
+
 class ServingMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "modelyard_requests_total",
-            "Inference requests answered, by outcome (ok, client_error, model_error, unavailable, "
-            "timeout, error).",
-            ["model", "version", "protocol", "outcome"],
-            registry=r,
-        )
-        self.request_seconds = Histogram(
-            "modelyard_request_duration_seconds",
-            "Time from a decoded request to its encoded answer.",
-            ["model", "version", "protocol"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+        self.requests = RequestMetrics()
+        r.register(self.requests)
         self.queue_seconds = Histogram(
             "modelyard_queue_duration_seconds",
             "Time a request waited in its model's batch queue.",
@@ -115,8 +169,7 @@ class ServingMetrics:
     def observe_request(
         self, model: str, version: str, protocol: str, outcome: str, seconds: float
     ) -> None:
-        self._child(self.requests, model, version, protocol, outcome).inc()
-        self._child(self.request_seconds, model, version, protocol).observe(seconds)
+        self.requests.observe(model, version, protocol, outcome, seconds)
 
     def observe_batch(self, model: str, version: str, stats: BatchStats) -> None:
         queue = self._child(self.queue_seconds, model, version)
