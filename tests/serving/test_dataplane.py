@@ -206,3 +206,50 @@ def test_submit_answers_in_a_callback_as_infer_does(make_dataplane) -> None:  # 
     assert ok
     assert float(ok[0].rsplit(" ", 1)[1]) == 3.0  # a, d, and infer's own
     assert dp._in_flight == 0
+
+
+def test_submitted_requests_are_batched_without_tasks_and_a_full_queue_refuses(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    """submit's callback path through a batcher: callers coalesce, each gets its own rows
+    and outputs; past max_queue the excess gets Overloaded (503) and the rest still run."""
+    dp: DataPlane = make_dataplane(cancer=ModelServingSettings(max_batch_size=32,
+                                                               max_delay_ms=20, max_queue=30))
+    model = dp.manager.resolve("cancer").require_ready()
+    expected = model.runtime.predict(X)
+
+    async def go() -> dict[str, tuple[object, BaseException | None]]:
+        loop = asyncio.get_running_loop()
+        answers: dict[str, tuple[object, BaseException | None]] = {}
+        finished = loop.create_future()
+
+        def collect(key: str):  # type: ignore[no-untyped-def]
+            def done(response: object, error: BaseException | None) -> None:
+                answers[key] = (response, error)
+                if len(answers) == 40:
+                    finished.set_result(None)
+            return done
+
+        for i in range(40):
+            rows = X[i * 3: i * 3 + 1 + i % 3]
+            wanted = [RequestedOutput("predict_proba")] if i % 2 else [RequestedOutput("predict")]
+            dp.submit(_request(rows, id=str(i), outputs=wanted), "test", collect(str(i)))
+        await asyncio.wait_for(finished, 30)
+        return answers
+
+    answers = asyncio.run(go())
+    served = {key: r for key, (r, e) in answers.items() if e is None}
+    refused = [e for _, e in answers.values() if e is not None]
+    assert len(served) == 30  # the first 30 queued; a batch only starts on the next iteration
+    assert len(refused) == 10
+    assert all(type(e).__name__ == "Overloaded" for e in refused)
+    for key, answer in served.items():
+        i = int(key)
+        lo, hi = i * 3, i * 3 + 1 + i % 3
+        [out] = answer.outputs  # type: ignore[attr-defined]
+        assert out.name == ("predict_proba" if i % 2 else "predict")
+        np.testing.assert_allclose(out.data, expected[out.name][lo:hi], rtol=1e-12, atol=0)
+    text = dp.metrics.exposition().decode()
+    count = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
+    assert float(count[0].split()[-1]) < 30  # coalesced
+    assert dp._in_flight == 0

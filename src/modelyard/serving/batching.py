@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from modelyard.errors import (
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import Prepared, ServedModel
 
+logger = logging.getLogger("modelyard.serving")
 Outputs = dict[str, np.ndarray]
 Clock = Callable[[], float]
 
@@ -46,12 +48,38 @@ class BatchStats:
     run_seconds: float = 0.0
 
 
+Done = Callable[[Outputs | None, BaseException | None], None]
+
+
 @dataclass(slots=True, eq=False)
 class _Item:
+    """A queued request: its caller awaits ``future`` (:meth:`Batcher.submit`) or is called
+    back through ``done`` (:meth:`Batcher.put`)."""
+
     prepared: Prepared
-    future: asyncio.Future[Outputs]
+    future: asyncio.Future[Outputs] | None
     queued_at: float
     deadline: float | None
+    done: Done | None = None
+
+    def skipped(self) -> bool:
+        """Its caller stopped waiting (cancelled, or past its deadline in ``submit``)."""
+        return self.future is not None and self.future.done()
+
+    def answer(self, result: Outputs | BaseException) -> None:
+        if self.done is not None:
+            try:
+                if isinstance(result, BaseException):
+                    self.done(None, result)
+                else:
+                    self.done(result, None)
+            except Exception:  # the caller's own failure must not stop the batch loop
+                logger.exception("a batched request's callback failed")
+        elif self.future is not None and not self.future.done():
+            if isinstance(result, BaseException):
+                self.future.set_exception(result)
+            else:
+                self.future.set_result(result)
 
 
 class Batcher:
@@ -82,21 +110,11 @@ class Batcher:
         return len(self._queue)
 
     async def submit(self, prepared: Prepared, deadline: float | None = None) -> Outputs:
-        if self._closed:
-            raise Overloaded(f"model {self.model.key} is shutting down", retry_after_s=1.0)
-        if len(self._queue) >= self.max_queue:
-            raise Overloaded(
-                f"model {self.model.key} has {len(self._queue)} requests queued (the limit); "
-                "retry shortly",
-                retry_after_s=max(0.05, self.max_delay_s * 2),
-            )
         loop = asyncio.get_running_loop()
         item = _Item(prepared, loop.create_future(), self.clock(), deadline)
-        self._queue.append(item)
-        self._wakeup.set()
-        if self._task is None:
-            self._task = loop.create_task(self._loop())
+        self._enqueue(item)
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        assert item.future is not None
         try:
             return await asyncio.wait_for(asyncio.shield(item.future), timeout)
         except TimeoutError:
@@ -107,6 +125,26 @@ class Batcher:
         except asyncio.CancelledError:
             item.future.cancel()  # the client went away: skip its rows
             raise
+
+    def put(self, prepared: Prepared, done: Done) -> None:
+        """:meth:`submit` without a deadline, answered by ``done(outputs, None)`` or
+        ``done(None, error)`` on the event loop: no task, future or coroutine per request.
+        A full queue raises :class:`Overloaded` here."""
+        self._enqueue(_Item(prepared, None, self.clock(), None, done))
+
+    def _enqueue(self, item: _Item) -> None:
+        if self._closed:
+            raise Overloaded(f"model {self.model.key} is shutting down", retry_after_s=1.0)
+        if len(self._queue) >= self.max_queue:
+            raise Overloaded(
+                f"model {self.model.key} has {len(self._queue)} requests queued (the limit); "
+                "retry shortly",
+                retry_after_s=max(0.05, self.max_delay_s * 2),
+            )
+        self._queue.append(item)
+        self._wakeup.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
@@ -142,15 +180,13 @@ class Batcher:
         now = self.clock()
         while self._queue:
             item = self._queue[0]
-            if item.future.done():  # cancelled by its caller or timed out
+            if item.skipped():  # cancelled by its caller or timed out
                 self._queue.popleft()
                 continue
             if item.deadline is not None and item.deadline <= now:
                 self._queue.popleft()
-                item.future.set_exception(
-                    DeadlineExceeded(f"the request's deadline passed before model "
-                                     f"{self.model.key} could run it")
-                )
+                item.answer(DeadlineExceeded(f"the request's deadline passed before model "
+                                             f"{self.model.key} could run it"))
                 continue
             if batch and rows + item.prepared.rows > self.max_batch_size:
                 break
@@ -175,12 +211,7 @@ class Batcher:
             results = [await self._alone(item) for item in batch]
         stats.run_seconds = self.clock() - started
         for item, result in zip(batch, results, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(result, BaseException):
-                item.future.set_exception(result)
-            else:
-                item.future.set_result(result)
+            item.answer(result)
         if self.on_batch is not None:
             self.on_batch(stats)
 

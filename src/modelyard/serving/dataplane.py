@@ -101,14 +101,14 @@ class DataPlane(AdminRoutes):
         """:meth:`infer` for a caller that takes the answer in ``done(response, error)``.
 
         A one-row call to a fast model costs the event loop less than the task and coroutines
-        that :meth:`infer` needs, so on the common path (no batcher, no deadline) this runs
-        without either: checks and conversion here, the model on its thread, the rest in the
-        future's callback. Other requests run :meth:`infer` in a task. An error in resolving
-        the route is raised here; every later one reaches ``done``.
+        that :meth:`infer` needs, so without a deadline this runs without either: checks and
+        conversion here, the model on its thread (or in its version's next batch), the rest in
+        a callback. A request with a deadline runs :meth:`infer` in a task. An error in
+        resolving the route is raised here; every later one reaches ``done``.
         """
         started = time.perf_counter()
         slot = self._resolve(request, protocol, started)
-        if slot.batcher is not None or request.deadline is not None:
+        if request.deadline is not None:
             task = asyncio.get_running_loop().create_task(
                 self._infer_on(slot, request, protocol, started))
             self._tasks.add(task)
@@ -147,7 +147,13 @@ class DataPlane(AdminRoutes):
             done(response, None)
 
         assert isinstance(begun, Prepared)
-        self.manager.pool.call(model.run, (begun.data, begun.outputs), finished)
+        if slot.batcher is None:
+            self.manager.pool.call(model.run, (begun.data, begun.outputs), finished)
+            return
+        try:
+            slot.batcher.put(begun, finished)
+        except Exception as exc:  # a full queue
+            finished(None, exc)
 
     def _resolve(self, request: InferRequest, protocol: str, started: float) -> Slot:
         try:
