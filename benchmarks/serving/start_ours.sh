@@ -62,6 +62,13 @@ export MODELYARD_HOME="$HOME_DIR"
 export MODELYARD_SERVING__INFERENCE_THREADS=1
 export MODELYARD_SERVING__WORKERS=1
 export MODELYARD_SERVING__MODELS="{\"hgb\": $hgb_settings, \"mlp\": $mlp_settings}"
+# Live monitoring is on by default, as for a user; OURS_MONITORING=0 measures the serving engine
+# alone, as the peers (which do not monitor) run.
+if [[ "${OURS_MONITORING:-1}" == 0 ]]; then
+  export MODELYARD_MONITORING__ENABLED=false
+else
+  unset MODELYARD_MONITORING__ENABLED
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # run_peers.py sets 1; same by hand
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 
