@@ -113,8 +113,7 @@ class DataPlane(AdminRoutes):
                 self._infer_on(slot, request, protocol, started))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(
-                lambda t: done(None, t.exception()) if t.exception() else done(t.result(), None))
+            task.add_done_callback(lambda finished: _settle(finished, done))
             return
         self._in_flight += 1
         try:
@@ -447,6 +446,15 @@ class DataPlane(AdminRoutes):
         for slot in self.manager.slots():
             if slot.batcher is not None:
                 await slot.batcher.close()
+
+
+def _settle(task: asyncio.Task[InferResponse], done: Done) -> None:
+    if task.cancelled():  # the loop is closing under it
+        done(None, Unavailable("the server stopped before the model answered"))
+    elif task.exception() is not None:
+        done(None, task.exception())
+    else:
+        done(task.result(), None)
 
 
 def _failure(model: ServedModel, exc: BaseException) -> BaseException:
