@@ -12,9 +12,10 @@ from sklearn.pipeline import Pipeline
 
 import modelyard
 from modelyard.api.workspace import open_database
-from modelyard.live.collector import Collector
+from modelyard.live.collector import Collector, Folded
 from modelyard.live.history import History
 from modelyard.live.monitor import Monitor, metric_values
+from modelyard.live.stacked import Stacked
 from modelyard.live.windows import load
 from modelyard.serving.observe import Observation
 from modelyard.settings import Settings
@@ -34,6 +35,12 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return self.at
+
+
+def observations_of(folded: list[Folded]) -> list[Observation]:
+    """The observations a collector handed to its log, in order, stacked or not."""
+    return [o for item in folded
+            for o in (item.observations if isinstance(item, Stacked) else [item])]
 
 
 def observe(collector: Collector, model: Pipeline, rows: np.ndarray, at: float,
@@ -154,24 +161,23 @@ def test_delayed_labels_give_each_window_its_realised_accuracy(
 ) -> None:
     from modelyard.live.feedback import FeedbackStore
     from modelyard.live.predlog import PredictionLog
-    from modelyard.live.records import PredictionRecord
 
     X, y = cancer
     columns = list(X.columns)
     database = open_database(served.resolved_database_url, served.store)
     clock = FakeClock(T0 + 5)
     predictions = PredictionLog(database, clock=clock)
-    observations: list[Observation] = []
+    folded: list[Folded] = []
     collector = Collector(database, replica="a", window_s=WINDOW, clock=clock,
-                          log=observations.extend)
+                          log=folded.extend)
     rng = np.random.default_rng(6)
     picked = rng.choice(len(X), 400)
     rows = X.to_numpy(np.float64)[picked]
     observe(collector, cancer_model, rows, T0 + 1, columns, batch=1)
     collector.close()
-    for observation in observations:
-        predictions.submit(PredictionRecord.of(observation))
+    predictions.submit_folded(folded)
     predictions.flush()
+    observations = observations_of(folded)
 
     feedback = FeedbackStore(database, clock=clock)
     clock.at = T0 + WINDOW + 1
@@ -204,16 +210,15 @@ def test_requests_that_asked_for_other_outputs_do_not_stop_the_window_being_judg
     """A client asking only for ``predict`` logs no probabilities: the estimate uses the rows
     that have them, and the window is judged (it once failed every round, never stored)."""
     from modelyard.live.predlog import PredictionLog
-    from modelyard.live.records import PredictionRecord
 
     X, _ = cancer
     columns = list(X.columns)
     database = open_database(served.resolved_database_url, served.store)
     clock = FakeClock(T0 + 5)
     predictions = PredictionLog(database, clock=clock)
-    observations: list[Observation] = []
+    folded: list[Folded] = []
     collector = Collector(database, replica="a", window_s=WINDOW, clock=clock,
-                          log=observations.extend)
+                          log=folded.extend)
     rows = traffic(cancer, 9, 200)
     for i, row in enumerate(rows):
         frame = pd.DataFrame(row[None, :], columns=columns)
@@ -223,8 +228,7 @@ def test_requests_that_asked_for_other_outputs_do_not_stop_the_window_being_judg
         collector.observe(Observation("cancer", 1, f"m{i}", T0 + 1 + i * 1e-3, 0.002, 1,
                                       columns, row[None, :], outputs, [0, 1]))
     collector.close()
-    for observation in observations:
-        predictions.submit(PredictionRecord.of(observation))
+    predictions.submit_folded(folded)
     predictions.flush()
     clock.at = T0 + WINDOW + 1
     [result] = Monitor(database, served, clock=clock, predictions=predictions).run_once()
@@ -239,10 +243,10 @@ def test_tensor_models_are_profiled_and_logged_whatever_their_width(settings: Se
     the row count. Both reach the prediction log (a failed frame once dropped every log
     record of its round)."""
     database = open_database(settings.resolved_database_url, settings.store)
-    logged: list[Observation] = []
+    folded: list[Folded] = []
     clock = FakeClock(T0 + 1)
     collector = Collector(database, replica="a", window_s=WINDOW, clock=clock,
-                          log=logged.extend)
+                          log=folded.extend)
     rng = np.random.default_rng(2)
     for i in range(30):
         collector.observe(Observation("mlp", 1, f"m{i}", T0 + 1 + i * 1e-3, 0.001, 2, ["X"],
@@ -252,7 +256,7 @@ def test_tensor_models_are_profiled_and_logged_whatever_their_width(settings: Se
                                       ["image"], {"image": rng.random((1, 784))},
                                       {"label": rng.integers(0, 10, 1)}, None))
     collector.close()
-    assert len(logged) == 60
+    assert len(observations_of(folded)) == 60
     windows = {w.model: w for w in load(database, "mlp") + load(database, "cnn")}
     mlp, cnn = windows["mlp"], windows["cnn"]
     assert (mlp.rows, cnn.rows) == (60, 30)

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from modelyard.errors import DatabaseUnavailable, SchemaMismatch
+from modelyard.live.predlog import PredictionLog
 from modelyard.settings import StoreSettings
 from modelyard.store import Database, display_url
 from tests.conftest import migrate_to
@@ -21,7 +22,7 @@ def test_migrate_creates_the_registry_schema_and_is_idempotent(database_url: str
             "monitor_results", "alert_rules",
             "alert_states", "alert_notifications"} <= tables
     with db.read() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0007"
     db.dispose()
 
 
@@ -96,8 +97,10 @@ def test_upgrading_a_prediction_log_with_replayed_duplicates_keeps_one_of_each(
     with db.write() as conn:
         for request, ts in (("a", t1), ("a", t1), ("a", t1), ("b", t1), ("a", t2)):
             conn.execute(text(row), {"id": request, "ts": ts})
-    db.migrate()
+    migrate_to(db, "0003")  # the revision that removes them
     with db.read() as conn:
         kept = conn.execute(text("SELECT request_id, ts FROM prediction_log ORDER BY id")).all()
     assert [tuple(r) for r in kept] == [("a", t1), ("b", t1), ("a", t2)]
+    db.migrate()  # and the later ones keep them: one index row per request and batch
+    assert PredictionLog(db).records("m")["request_id"].tolist() == ["a", "b", "a"]
     db.dispose()

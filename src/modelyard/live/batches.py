@@ -34,7 +34,7 @@ import base64
 import hashlib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -46,7 +46,8 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from modelyard.live.journal import to_json
-from modelyard.live.records import PredictionRecord, Row, row_of
+from modelyard.live.records import PredictionRecord, Row, iso, row_of
+from modelyard.live.stacked import Stacked
 from modelyard.monitoring._tables import label_of
 
 ROWS = "rows"
@@ -54,17 +55,23 @@ REQUESTS = "requests"
 _INPUT = "in:"
 _OUTPUT = "out:"
 _MAX_OUTPUT_COLUMNS = 16
-_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+# zstd on the writer's own thread: Arrow's pool would add a thread hop per batch
+_OPTIONS = ipc.IpcWriteOptions(compression="zstd", use_threads=False)
 
 
 @dataclass
 class Batch:
-    """Logged requests of one model version as one table (see the module's layouts)."""
+    """Logged requests of one model version as one table (see the module's layouts).
+
+    ``ids``, when given, is each request's id in order (a request of several rows once), as
+    the writer knows it from stacked requests; otherwise it is read from the table.
+    """
 
     key: str  # unique: a batch replayed from the journal is stored once
     model: str
     version: int
     table: pa.Table
+    ids: list[str] | None = field(default=None, repr=False)
 
     @property
     def layout(self) -> str:
@@ -72,30 +79,40 @@ class Batch:
         return layout.decode()
 
     @cached_property
-    def _index(self) -> list[tuple[str, str]]:
+    def _requests(self) -> list[str]:
+        if self.ids is not None:
+            return self.ids
         ids = self.table.column("request_id").to_numpy(zero_copy_only=False)
-        micros = self.table.column("ts").cast(pa.int64()).to_numpy()
         if self.layout == ROWS and len(ids) > 1:  # a request of several rows is one entry
+            micros = self.table.column("ts").cast(pa.int64()).to_numpy()
             first = np.ones(len(ids), dtype=bool)
             first[1:] = (ids[1:] != ids[:-1]) | (micros[1:] != micros[:-1])
-            ids, micros = ids[first], micros[first]
-        return list(zip(ids.tolist(), _iso_all(micros), strict=True))
+            ids = ids[first]
+        return list(ids.tolist())
 
-    def index(self) -> list[tuple[str, str]]:
-        """``(request id, ISO time)`` of each request, in order."""
-        return self._index
+    def request_ids(self) -> list[str]:
+        """The ids of the batch's requests, each once, in order of first appearance."""
+        return list(dict.fromkeys(self._requests))
 
     @property
     def requests(self) -> int:
-        return len(self._index)
+        return len(self._requests)
+
+    @cached_property
+    def _span(self) -> tuple[str, str]:
+        extremes = pc.min_max(self.table.column("ts"))
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        if low is None:
+            raise ValueError("an empty batch has no time span")
+        return iso(low), iso(high)
 
     @property
     def ts_min(self) -> str:
-        return min(ts for _, ts in self._index)
+        return self._span[0]
 
     @property
     def ts_max(self) -> str:
-        return max(ts for _, ts in self._index)
+        return self._span[1]
 
     def since(self, cutoff: datetime) -> Batch:
         """The same batch without its requests logged before ``cutoff`` (retention)."""
@@ -226,27 +243,72 @@ def _rows_table(records: list[PredictionRecord]) -> pa.Table:
     now = datetime.now(UTC).timestamp()
     stamps = np.fromiter((now if r.at is None else r.at for r in records), np.float64, len(records))
     latency = np.fromiter((r.latency_ms for r in records), np.float64, len(records))
-    ids = np.array([r.request_id for r in records], dtype=object)
-    columns: dict[str, Any] = {
-        "request_id": pa.array(np.repeat(ids, counts), pa.string()),
-        "ts": pa.array(np.repeat(np.round(stamps * 1e6).astype(np.int64), counts),
-                       pa.timestamp("us", tz="UTC")),
-        "latency_ms": np.repeat(latency, counts),
-    }
-    for i, name in enumerate(names):
-        columns[_INPUT + str(name)] = inputs[:, i]
+    outputs: dict[str, np.ndarray] = {}
     for name, _, _ in _output_shape(first, len(matrices[0])) or ():  # type: ignore[arg-type]
         stacked = np.concatenate([r.outputs[name] for r in records])
         flat = stacked.reshape(len(stacked), -1)
         if name == "predict_proba" and first.classes and flat.shape[1] == len(first.classes):
             for i, label in enumerate(first.classes):
-                columns[f"{_OUTPUT}proba_{label_of(label)}"] = flat[:, i]
+                outputs[f"proba_{label_of(label)}"] = flat[:, i]
         elif flat.shape[1] == 1:
-            columns[_OUTPUT + ("prediction" if name == "predict" else str(name))] = flat[:, 0]
+            outputs["prediction" if name == "predict" else str(name)] = flat[:, 0]
         else:
             for i in range(flat.shape[1]):
-                columns[f"{_OUTPUT}{name}_{i}"] = flat[:, i]
+                outputs[f"{name}_{i}"] = flat[:, i]
+    return _columns_table([r.request_id for r in records], stamps, latency, counts, inputs,
+                          names, outputs)
+
+
+def _columns_table(ids: list[str], at: np.ndarray, latency_ms: np.ndarray,
+                   counts: np.ndarray | None, inputs: np.ndarray, names: Sequence[str],
+                   outputs: Mapping[str, np.ndarray]) -> pa.Table:
+    """A ``rows`` table: per-request ``ids``, ``at`` (epoch s) and ``latency_ms`` spread over
+    each request's ``counts`` rows (None: one each); ``inputs`` one row per input row."""
+    micros = np.round(at * 1e6).astype(np.int64)
+    if counts is not None and not (counts == 1).all():
+        request_id: Any = pa.array(np.repeat(np.array(ids, dtype=object), counts), pa.string())
+        micros, latency_ms = np.repeat(micros, counts), np.repeat(latency_ms, counts)
+    else:
+        request_id = pa.array(ids, pa.string())
+    columns: dict[str, Any] = {
+        "request_id": request_id,
+        "ts": pa.array(micros, pa.timestamp("us", tz="UTC")),
+        "latency_ms": latency_ms,
+    }
+    for i, name in enumerate(names):
+        columns[_INPUT + str(name)] = inputs[:, i]
+    for name, values in outputs.items():
+        columns[_OUTPUT + name] = values
     return pa.table(columns).replace_schema_metadata({"layout": ROWS})
+
+
+def from_stacked(groups: Sequence[Stacked]) -> Batch:
+    """One ``rows`` batch of stacked requests of one model version whose inputs and outputs
+    have the same columns (the collector's groups of one round or several)."""
+    first = groups[0]
+    if len(groups) == 1:
+        ids, at, latency, inputs = first.ids, first.at, first.latency_ms, first.matrix
+        counts = first.counts
+        outputs = first.outputs
+    else:
+        ids = [request_id for group in groups for request_id in group.ids]
+        at = np.concatenate([group.at for group in groups])
+        latency = np.concatenate([group.latency_ms for group in groups])
+        inputs = np.concatenate([group.matrix for group in groups])
+        counts = None
+        if any(group.counts is not None for group in groups):
+            counts = np.concatenate([group.counts if group.counts is not None
+                                     else np.ones(group.requests, np.int64) for group in groups])
+        outputs = {name: np.concatenate([group.outputs[name] for group in groups])
+                   for name in first.outputs}
+    table = _columns_table(ids, at, latency, counts, inputs, first.log_names, outputs)
+    return Batch(uuid.uuid4().hex, first.model, int(first.version), table, ids)
+
+
+def layout_of(group: Stacked) -> tuple[Any, ...]:
+    """Stacked groups with equal layouts go in one batch."""
+    return (group.model, group.version, tuple(group.log_names), group.matrix.shape[1],
+            group.matrix.dtype.str, tuple((n, v.dtype.str) for n, v in group.outputs.items()))
 
 
 def _requests_table(records: list[PredictionRecord]) -> pa.Table:

@@ -1,11 +1,12 @@
 """Observations from the data plane → window profiles per model version, off the request path.
 
 :meth:`Collector.observe` is one ``deque.append``; a background thread takes what has queued
-every ``interval_s``, stacks it per model version into one table (inputs, then the outputs as
-``prediction`` and ``proba_<class>`` columns, the names reports use) and updates that version's
-window profile with one chunk. A window is written to the store when it ends, on
-:meth:`Collector.flush`, and on :meth:`Collector.close`; a replica writes the whole of its
-window each time, so a rewrite replaces rather than adds.
+every ``interval_s``, stacks it per model version into columns (inputs, then the outputs as
+``prediction`` and ``proba_<class>`` columns, the names reports use; :mod:`.stacked`) and
+updates that version's window profile with one chunk. The same stacked groups go on to the
+prediction log, so a request's arrays are stacked once for both. A window is written to the
+store when it ends, on :meth:`Collector.flush`, and on :meth:`Collector.close`; a replica writes
+the whole of its window each time, so a rewrite replaces rather than adds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ import numpy as np
 import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.stacked import (
+    MAX_INPUT_COLUMNS,
+    MAX_OUTPUT_COLUMNS,
+    PREDICTION,
+    PROBABILITY_PREFIX,
+    Stacked,
+)
 from modelyard.live.windows import WindowProfile, save
 from modelyard.monitoring._tables import CATEGORICAL, label_of
 from modelyard.monitoring.profile import TableProfile
@@ -30,10 +38,8 @@ from modelyard.store import Database
 
 log = logging.getLogger("modelyard.monitoring")
 
-PREDICTION = "prediction"
-PROBABILITY_PREFIX = "proba_"
-_MAX_OUTPUT_COLUMNS = 16
-_MAX_INPUT_COLUMNS = 256  # a wider tensor (an image) is not profiled feature by feature
+# What the prediction log is handed each round: stacked groups, and requests that are not.
+Folded = Stacked | Observation
 
 
 @dataclass(slots=True)
@@ -74,7 +80,7 @@ def _inputs(parts: list[Any], first: Observation) -> pd.DataFrame:
                 columns[name] = flat[:, 0]
             elif flat.shape[1] == len(first.columns) and len(parts[0]) == 1:
                 columns.update({c: flat[:, i] for i, c in enumerate(first.columns)})
-            elif flat.shape[1] <= _MAX_INPUT_COLUMNS:
+            elif flat.shape[1] <= MAX_INPUT_COLUMNS:
                 columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
         return pd.DataFrame(columns)
     frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=first.columns)
@@ -105,7 +111,7 @@ def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None,
                             for i, c in enumerate(classes)})
         elif flat.shape[1] == 1:
             columns[PREDICTION if name == "predict" else name] = flat[:, 0]
-        elif flat.shape[1] <= _MAX_OUTPUT_COLUMNS:
+        elif flat.shape[1] <= MAX_OUTPUT_COLUMNS:
             columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
     return pd.DataFrame(columns)
 
@@ -119,13 +125,14 @@ class Collector:
     replica : this process's name in the store (host and pid).
     window_s : window length; windows are aligned to the epoch.
     clock : wall-clock time for window boundaries (a fake one in tests).
-    log : called with each batch of observations (the prediction log), off the request path.
+    log : called with what each round folded (the prediction log), off the request path:
+        :class:`~modelyard.live.stacked.Stacked` groups and single observations.
     max_buffer : observations queued before new ones are dropped (counted in ``dropped``).
     """
 
     def __init__(
         self, database: Database, *, replica: str, window_s: float = 60.0,
-        clock: Clock | None = None, log: Callable[[list[Observation]], None] | None = None,
+        clock: Clock | None = None, log: Callable[[list[Folded]], None] | None = None,
         interval_s: float = 0.25, max_buffer: int = 200_000,
     ) -> None:
         self.database = database
@@ -185,7 +192,7 @@ class Collector:
                 by_version[(item.model, item.version)] = [item]
             else:
                 group.append(item)
-        observed: list[Observation] = []
+        observed: list[Folded] = []
         with self._lock:
             for (model, version), items in by_version.items():
                 ats = np.fromiter((item.at for item in items), np.float64, len(items))
@@ -197,13 +204,13 @@ class Collector:
                     picked = [items[i] for i in np.flatnonzero(starts == start)]
                     self._fold(model, version, float(start), picked, observed)
         # (the prediction log gets every observation, whatever became of the profiles)
-        self.observed += len(observed)
+        self.observed += sum(f.requests if isinstance(f, Stacked) else 1 for f in observed)
         if self.log is not None and observed:
             self.log(observed)
         return len(taken)
 
     def _fold(self, model: str, version: int, start: float,
-              items: list[Observation | _Failure], observed: list[Observation]) -> None:
+              items: list[Observation | _Failure], observed: list[Folded]) -> None:
         window = self._window(model, version, start)
         window.requests += len(items)
         window.latency = window.latency or NumericSketch()
@@ -212,9 +219,15 @@ class Collector:
         served = [item for item in items if isinstance(item, Observation)]
         window.errors += len(items) - len(served)
         if served:
-            window.rows += sum(item.rows for item in served)
-            self._update(window, served)
-            observed.extend(served)
+            stacked = Stacked.of(served)
+            if stacked is None:
+                window.rows += sum(item.rows for item in served)
+                self._update(window, served, None)
+                observed.extend(served)
+            else:
+                window.rows += stacked.rows
+                self._update(window, served, stacked)
+                observed.append(stacked)
 
     def _window(self, model: str, version: int, start: float) -> WindowProfile:
         current = self._windows.get((model, version))
@@ -234,14 +247,15 @@ class Collector:
         self._pending.append(late)
         return late
 
-    def _update(self, window: WindowProfile, observations: list[Observation]) -> None:
+    def _update(self, window: WindowProfile, observations: list[Observation],
+                stacked: Stacked | None) -> None:
         try:
-            frame = frame_of(observations)
+            chunk = stacked.profile_columns() if stacked is not None else frame_of(observations)
             if window.profile is None:
                 kinds = {PREDICTION: CATEGORICAL} if observations[0].classes and (
-                    PREDICTION in frame.columns) else {}
+                    PREDICTION in chunk) else {}
                 window.profile = TableProfile(kinds=kinds)
-            window.profile.update(frame)
+            window.profile.update(chunk)
         except Exception as error:  # e.g. a column changed kind mid-window; keep serving
             rows = sum(o.rows for o in observations)
             if self._warned.get((window.model, window.version)) != str(error):

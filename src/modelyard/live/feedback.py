@@ -35,7 +35,7 @@ from modelyard.live.predlog import PredictionLog
 from modelyard.live.records import Row, frame_of, iso
 from modelyard.live.sinks import DatabaseSink, is_unavailable, logged
 from modelyard.store import Database
-from modelyard.store.tables import feedback, prediction_log
+from modelyard.store.tables import feedback, prediction_batches, prediction_log
 
 log = logging.getLogger("modelyard.feedback")
 
@@ -325,22 +325,26 @@ class FeedbackStore:
 
     def _joined(self, model: str, version: int | None, since: datetime | None,
                 until: datetime | None) -> list[Row]:
-        p, f = prediction_log, feedback
-        query = logged(select(p.c.request_id, p.c.ts, p.c.batch_id, f.c.label, f.c.received_at)
-                       .join(f, f.c.request_id == p.c.request_id), model, version, since, until)
+        """Labelled requests logged in ``[since, until)``, in time order: labels → index rows
+        → the batches they point to (kept by their span), then each request's own time."""
+        p, f, b = prediction_log, feedback, prediction_batches
+        query = logged(select(p.c.request_id, p.c.batch_id, f.c.label, f.c.received_at)
+                       .join(f, f.c.request_id == p.c.request_id)
+                       .join(b, b.c.id == p.c.batch_id), model, version, since, until)
         with self.database.read() as conn:
-            hits = conn.execute(query.order_by(p.c.ts, p.c.id)).all()
+            hits = conn.execute(query.order_by(p.c.batch_id)).all()
             batches = DatabaseSink(self.database).batches(conn, [hit.batch_id for hit in hits])
-        requests: dict[tuple[Any, ...], Row] = {}
+        requests: dict[tuple[int, str], Row] = {}
         for batch_id, batch in batches.items():
-            for row in batch.rows():
-                requests.setdefault((batch_id, row["request_id"], row["ts"]), row)
-                requests.setdefault((batch_id, row["request_id"]), row)  # a time spelt otherwise
+            for row in batch.rows():  # a request id a batch holds twice: the first is judged
+                requests.setdefault((batch_id, row["request_id"]), row)
+        start = iso(since) if since is not None else ""
+        end = iso(until) if until is not None else "9999"
         joined = []
         for hit in hits:
-            found = requests.get((hit.batch_id, hit.request_id, hit.ts)) or requests.get(
-                (hit.batch_id, hit.request_id))
-            if found is not None:
+            found = requests.get((hit.batch_id, hit.request_id))
+            if found is not None and start <= found["ts"] < end:
                 joined.append({**found, "labels": {"label": hit.label,
                                                    "received_at": hit.received_at}})
+        joined.sort(key=lambda row: row["ts"])  # stable: a batch's own order breaks ties
         return joined

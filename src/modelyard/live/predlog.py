@@ -1,11 +1,14 @@
 """The prediction log: sampled requests with their inputs and outputs, written in batches.
 
-:meth:`PredictionLog.submit` is the hot path's only cost: a sampling decision and one
-``deque.append``. A writer thread takes what has queued every ``flush_interval_s`` (sooner
-once ``batch_size`` records wait), turns it into one Arrow table per model version
-(:mod:`~modelyard.live.batches`) and stores each as one compressed blob in the database with an
-index row per request, or as one Parquet file per batch and day under
-``<root>/model=<m>/version=<v>/date=YYYY-MM-DD/`` (the user's choice of sink).
+:meth:`PredictionLog.submit` takes one request (a sampling decision and one
+``deque.append``); :meth:`PredictionLog.submit_stacked` the requests of one model version that
+live monitoring already stacked column by column (:mod:`~modelyard.live.stacked`), which is how
+a server hands them over. A writer thread takes what has queued every ``flush_interval_s``
+(sooner once ``batch_size`` requests wait), turns it into one Arrow table per model version
+(:mod:`~modelyard.live.batches`; stacked groups straight from their arrays) and stores each as
+one compressed blob in the database with an index row per request, or as one Parquet file per
+batch and day under ``<root>/model=<m>/version=<v>/date=YYYY-MM-DD/`` (the user's choice of
+sink).
 
 Nothing accepted is lost quietly. When the sink fails (database down), the batch goes to the
 local :class:`~modelyard.live.journal.Journal` and later batches follow it there; a
@@ -32,14 +35,24 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
-from modelyard.live.batches import Batch, encode, from_rows, is_journal_batch
+from modelyard.live.batches import (
+    Batch,
+    encode,
+    from_rows,
+    from_stacked,
+    is_journal_batch,
+    layout_of,
+)
 from modelyard.live.journal import Journal, Replayer
-from modelyard.live.records import PredictionRecord, Row, checked, frame_of
+from modelyard.live.records import MAX_ID, PredictionRecord, Row, checked, frame_of
 from modelyard.live.sinks import DatabaseSink, ParquetSink, Sink
+from modelyard.live.stacked import Stacked
 from modelyard.store import Database
 
 log = logging.getLogger("modelyard.predlog")
@@ -76,7 +89,7 @@ class PredictionLog:
     retention : records older than this are purged (checked hourly by the writer).
     batch_size, flush_interval_s : a batch is written once this many records wait, or after
         this long.
-    max_queue : records held in memory; past it, submitted records go to the journal.
+    max_queue : requests held in memory; past it, submitted ones go to the journal.
 
     Attributes
     ----------
@@ -120,7 +133,11 @@ class PredictionLog:
         self.replayed = 0
         self.spooled = 0
         self.dropped = 0
-        self._queue: deque[PredictionRecord] = deque()
+        self._queue: deque[PredictionRecord | Stacked] = deque()
+        # Requests queued = taken in - taken out; each counter has one writing thread (the
+        # submitter's, the flusher's), so neither needs a lock.
+        self._taken_in = 0
+        self._taken_out = 0
         self._counts = threading.Lock()
         self._flushing = threading.Lock()
         self._wake = threading.Event()
@@ -143,16 +160,17 @@ class PredictionLog:
             return
         if record.at is None:
             record.at = self.clock.now().timestamp()
-        if len(self._queue) >= self.max_queue:
+        if self.queue_depth >= self.max_queue:
             self._overflow(record)
             return
         self._queue.append(record)
-        if len(self._queue) >= self.batch_size:
+        self._taken_in += 1
+        if self.queue_depth >= self.batch_size:
             self._wake.set()
 
     def submit_many(self, records: Sequence[PredictionRecord]) -> None:
         """:meth:`submit` for each of ``records``, with less work per record."""
-        if self.sample_rate < 1.0 or len(self._queue) + len(records) > self.max_queue:
+        if self.sample_rate < 1.0 or self.queue_depth + len(records) > self.max_queue:
             for record in records:
                 self.submit(record)
             return
@@ -162,9 +180,53 @@ class PredictionLog:
                 stamp = stamp if stamp is not None else self.clock.now().timestamp()
                 record.at = stamp
         self._queue.extend(records)
+        self._taken_in += len(records)
         self.submitted += len(records)
-        if len(self._queue) >= self.batch_size:
+        if self.queue_depth >= self.batch_size:
             self._wake.set()
+
+    def submit_stacked(self, group: Stacked) -> None:
+        """Take the stacked requests of one model version (a collector's round); returns at
+        once and never raises. A group whose outputs the ``rows`` layout cannot hold, or with
+        an id that cannot be logged, goes request by request."""
+        if not group.loggable or not 0 < min(map(len, group.ids)) <= max(
+                map(len, group.ids)) <= MAX_ID:
+            self.submit_many([PredictionRecord.of(o) for o in group.observations])
+            return
+        self.submitted += group.requests
+        if self.sample_rate < 1.0:
+            keep = np.fromiter((sampled(i, self.sample_rate) for i in group.ids), bool,
+                               group.requests)
+            kept = int(keep.sum())
+            self.sampled_out += group.requests - kept
+            if kept == 0:
+                return
+            if kept < group.requests:
+                group = group.take(keep)
+        if self.queue_depth + group.requests > self.max_queue:
+            try:
+                self._spool([from_stacked([group])])
+            except Exception:
+                self._count(dropped=group.requests)
+                log.exception("prediction log: could not keep %d requests of %s:%s",
+                              group.requests, group.model, group.version)
+            return
+        self._queue.append(group)
+        self._taken_in += group.requests
+        if self.queue_depth >= self.batch_size:
+            self._wake.set()
+
+    def submit_folded(self, folded: Sequence[Stacked | Any]) -> None:
+        """What a collector's round folded: stacked groups, and single serving
+        ``Observation``s (anything with their attributes)."""
+        single = []
+        for item in folded:
+            if isinstance(item, Stacked):
+                self.submit_stacked(item)
+            else:
+                single.append(PredictionRecord.of(item))
+        if single:
+            self.submit_many(single)
 
     def _overflow(self, record: PredictionRecord) -> None:
         try:
@@ -198,19 +260,28 @@ class PredictionLog:
                 log.exception("prediction log: the writer round failed")
 
     def flush(self) -> int:
-        """Write (or spool) everything queued so far, in batches; returns records taken."""
+        """Write (or spool) everything queued so far, in batches; returns requests taken."""
         with self._flushing:  # one flusher at a time: the writer, or close()
-            pending = len(self._queue)
+            pending = self.queue_depth
             taken = 0
             while taken < pending:
-                batch = []
-                for _ in range(min(self.batch_size, pending - taken)):
-                    batch.append(self._queue.popleft())
-                taken += len(batch)
-                self._store(batch)
+                records: list[PredictionRecord] = []
+                stacked: dict[tuple[object, ...], list[Stacked]] = {}
+                count = 0
+                while count < self.batch_size and taken + count < pending:
+                    item = self._queue.popleft()
+                    if isinstance(item, Stacked):
+                        stacked.setdefault(layout_of(item), []).append(item)
+                        count += item.requests
+                    else:
+                        records.append(item)
+                        count += 1
+                taken += count
+                self._taken_out += count
+                self._store(records, [from_stacked(groups) for groups in stacked.values()])
             return taken
 
-    def _store(self, records: list[PredictionRecord]) -> None:
+    def _store(self, records: list[PredictionRecord], ready: list[Batch]) -> None:
         good: list[PredictionRecord] = []
         for record in records:
             problem = checked(record)
@@ -219,9 +290,9 @@ class PredictionLog:
             else:
                 self._count(dropped=1)
                 log.warning("prediction log: dropped request %r: %s", record.request_id, problem)
-        if not good:
+        batches = ready + (self._encode(good) if good else [])
+        if not batches:
             return
-        batches = self._encode(good)
         if self._replayer is not None and self._replayer.outage.is_set():
             self._spool(batches)
             return
@@ -332,7 +403,8 @@ class PredictionLog:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Requests queued for the writer."""
+        return self._taken_in - self._taken_out
 
     @property
     def journal_bytes(self) -> int:

@@ -16,6 +16,7 @@ from modelyard.live.journal import to_json
 from modelyard.monitoring._tables import label_of
 
 Row = dict[str, Any]
+MAX_ID = 128  # characters of a request id the log keeps
 
 
 def iso(at: datetime) -> str:
@@ -55,8 +56,8 @@ class PredictionRecord:
 
 def checked(record: PredictionRecord) -> str | None:
     """Why ``record`` cannot be logged, or None."""
-    if not isinstance(record.request_id, str) or not 0 < len(record.request_id) <= _MAX_ID:
-        return f"request id must be text of 1 to {_MAX_ID} characters"
+    if not isinstance(record.request_id, str) or not 0 < len(record.request_id) <= MAX_ID:
+        return f"request id must be text of 1 to {MAX_ID} characters"
     return None
 
 
@@ -183,4 +184,3 @@ def _row_count(parts: list[Mapping[str, Any]]) -> int:
     return 1
 
 
-_MAX_ID = 128

@@ -22,10 +22,8 @@ from modelyard.live.journal import Journal
 from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.notifiers import Alerting
 from modelyard.live.predlog import PredictionLog
-from modelyard.live.records import PredictionRecord
 from modelyard.serving.dataplane import DataPlane
 from modelyard.serving.metrics import ServingMetrics
-from modelyard.serving.observe import Observation
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.monitoring")
@@ -55,7 +53,8 @@ class LiveMonitoring:
             predictions=self.predictions if config.log_sink == "parquet" else None,
         )
         self.collector = Collector(self.database, replica=replica, window_s=config.window_s,
-                                   clock=self.clock, log=self._log)
+                                   clock=self.clock,
+                                   log=self.predictions.submit_folded)
         self.history = History(self.database, self.clock)
         self.alerting = Alerting.from_settings(self.database, config, self.clock)
         self.monitor = Monitor(
@@ -66,9 +65,6 @@ class LiveMonitoring:
         self.tick_s = min(max(config.window_s / 4, 0.5), 15.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def _log(self, observations: list[Observation]) -> None:
-        self.predictions.submit_many([PredictionRecord.of(o) for o in observations])
 
     def attach(self, dataplane: DataPlane) -> None:
         dataplane.observer = self.collector

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Select, Table, delete, select, update
+from sqlalchemy import Connection, Select, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -25,6 +26,7 @@ from modelyard.store.tables import prediction_batches, prediction_log
 log = logging.getLogger("modelyard.predlog")
 
 _CHUNK = 500
+_PURGE_BATCHES = 50  # expired batches per purge transaction
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -59,17 +61,17 @@ def _within(rows: list[Row], since: datetime | None, until: datetime | None,
 
 class DatabaseSink:
     """``prediction_batches`` holds each batch as one compressed Arrow table; ``prediction_log``
-    one index row per request (id, time, model, version, batch), which feedback joins on.
+    one index row per request (its id and batch), which feedback looks up.
 
-    One transaction per round; the index rows go straight to the driver's ``executemany``.
-    A batch already stored (replayed from the journal after a crash) is skipped by its key.
+    One transaction per round; the index rows go straight to the driver (``executemany`` on
+    SQLite, ``COPY`` on PostgreSQL). A batch already stored (replayed from the journal after a
+    crash) is skipped by its key.
     """
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._index_sql = (  # SQLite's; PostgreSQL takes the index rows by COPY (_copy)
-            f"INSERT INTO {prediction_log.name} (request_id, ts, model, version, batch_id) "
-            "VALUES (?, ?, ?, ?, ?)"
+            f"INSERT OR IGNORE INTO {prediction_log.name} (request_id, batch_id) VALUES (?, ?)"
         )
 
     def write(self, rows: list[Row]) -> int:
@@ -87,23 +89,21 @@ class DatabaseSink:
             return self._one_by_one(batches, error)
 
     def _store(self, conn: Connection, batch: Batch) -> int:
-        index = batch.index()
         dialect = postgresql if self.database.dialect == "postgresql" else sqlite
         t = prediction_batches
         query = dialect.insert(t).on_conflict_do_nothing(index_elements=["batch_key"])
         batch_id = conn.execute(query.returning(t.c.id), {
             "batch_key": batch.key, "model": batch.model, "version": batch.version,
             "ts_min": batch.ts_min, "ts_max": batch.ts_max,
-            "requests": len(index), "payload": batch.payload(),
+            "requests": batch.requests, "payload": batch.payload(),
         }).scalar()
         if batch_id is not None:  # else stored before: a replay after a crash
-            rows = [(request_id, ts, batch.model, batch.version, batch_id)
-                    for request_id, ts in index]
+            rows = list(zip(batch.request_ids(), repeat(batch_id)))
             if self.database.dialect == "postgresql":
                 _copy(conn, rows)
             else:
                 conn.exec_driver_sql(self._index_sql, rows)
-        return len(index)
+        return batch.requests
 
     def _one_by_one(self, batches: Sequence[Batch], error: Exception) -> int:
         """A round the database refused for its content: store the batches it takes."""
@@ -122,29 +122,49 @@ class DatabaseSink:
         return stored
 
     def purge(self, older_than: datetime) -> int:
-        """Remove requests logged before ``older_than``: their index rows, the batches that
-        hold nothing newer, and their rows in a batch that straddles the cutoff (rewritten)."""
+        """Remove requests logged before ``older_than``: the batches that hold nothing newer,
+        their rows in a batch that straddles the cutoff (rewritten), and the index rows of
+        both (their ids read from the batches). Returns the requests removed.
+
+        Works through the expired batches a few at a time, a transaction each, so that other
+        writers wait at most for one such step."""
         cutoff = iso(older_than)
-        t, ids = prediction_batches, prediction_log
-        expired = select(t.c.id).where(t.c.ts_min < cutoff)
-        with self.database.write() as conn:
-            removed = conn.execute(delete(ids).where(ids.c.batch_id.in_(expired),
-                                                     ids.c.ts < cutoff))
-            conn.execute(delete(t).where(t.c.ts_max < cutoff))
-            straddling = conn.execute(select(t.c.id, t.c.batch_key, t.c.model, t.c.version,
-                                             t.c.payload).where(t.c.ts_min < cutoff)).all()
-            for row in straddling:
-                kept = Batch.from_payload(row.batch_key, row.model, row.version,
-                                          row.payload).since(older_than)
-                conn.execute(update(t).where(t.c.id == row.id).values(
-                    payload=kept.payload(), ts_min=kept.ts_min, requests=kept.requests))
-        return int(removed.rowcount or 0)
+        t, index = prediction_batches, prediction_log
+        removed = 0
+        last = 0
+        while True:
+            with self.database.write() as conn:
+                expired = conn.execute(
+                    select(t.c.id, t.c.batch_key, t.c.model, t.c.version, t.c.payload)
+                    .where(t.c.ts_min < cutoff, t.c.id > last).order_by(t.c.id)
+                    .limit(_PURGE_BATCHES)).all()
+                if not expired:
+                    return removed
+                last = expired[-1].id
+                for row in expired:
+                    batch = Batch.from_payload(row.batch_key, row.model, row.version,
+                                               row.payload)
+                    kept = batch.since(older_than)
+                    keep = set(kept.request_ids())
+                    gone = [request_id for request_id in batch.request_ids()
+                            if request_id not in keep]
+                    for start in range(0, len(gone), _CHUNK):
+                        conn.execute(delete(index).where(
+                            index.c.batch_id == row.id,
+                            index.c.request_id.in_(gone[start:start + _CHUNK])))
+                    if not kept.table.num_rows:
+                        conn.execute(delete(t).where(t.c.id == row.id))
+                    else:
+                        conn.execute(update(t).where(t.c.id == row.id).values(
+                            payload=kept.payload(), ts_min=kept.ts_min,
+                            requests=kept.requests))
+                    removed += batch.requests - kept.requests
 
     def read(self, model: str, version: int | None, since: datetime | None,
              until: datetime | None, limit: int | None = None) -> list[Row]:
         t = prediction_batches
         query = logged(select(t.c.batch_key, t.c.model, t.c.version, t.c.payload), model,
-                       version, since, until, table=t)
+                       version, since, until)
         rows: list[Row] = []
         with self.database.read() as conn:
             for found in conn.execute(query.order_by(t.c.ts_min, t.c.id)):
@@ -166,12 +186,12 @@ class DatabaseSink:
         return found
 
 
-_COPY = f"COPY {prediction_log.name} (request_id, ts, model, version, batch_id) FROM STDIN"
+_COPY = f"COPY {prediction_log.name} (request_id, batch_id) FROM STDIN"
 
 
 def _copy(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Index rows through PostgreSQL's COPY, in the transaction ``conn`` has open: ~3 µs a row
-    where ``executemany`` takes ~7. The driver's own errors bypass SQLAlchemy, so a lost
+    """Index rows through PostgreSQL's COPY, in the transaction ``conn`` has open: a few µs a
+    row less than ``executemany``. The driver's own errors bypass SQLAlchemy, so a lost
     connection is named here, for the writer to spool and retry."""
     driver = conn.connection.driver_connection
     assert driver is not None
@@ -186,19 +206,17 @@ def _copy(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 
 def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
-           until: datetime | None, table: Table = prediction_log) -> Select[Any]:
-    """``query`` kept to the rows of ``table`` for ``model`` (one version or all) that hold
-    requests logged in ``[since, until)``: index rows by their time, batches by the span of
-    theirs (``ts_min`` to ``ts_max``)."""
-    first = table.c.ts_min if table is prediction_batches else table.c.ts
-    last = table.c.ts_max if table is prediction_batches else table.c.ts
-    query = query.where(table.c.model == model)
+           until: datetime | None) -> Select[Any]:
+    """``query`` kept to the stored batches of ``model`` (one version or all) whose span
+    (``ts_min`` to ``ts_max``) meets ``[since, until)``; a reader keeps their requests in it."""
+    t = prediction_batches
+    query = query.where(t.c.model == model)
     if version is not None:
-        query = query.where(table.c.version == version)
+        query = query.where(t.c.version == version)
     if since is not None:
-        query = query.where(last >= iso(since))
+        query = query.where(t.c.ts_max >= iso(since))
     if until is not None:
-        query = query.where(first < iso(until))
+        query = query.where(t.c.ts_min < iso(until))
     return query
 
 

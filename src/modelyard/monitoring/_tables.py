@@ -32,7 +32,7 @@ CATEGORICAL = "categorical"
 KINDS = (NUMERICAL, CATEGORICAL)
 FORMAT_VERSION = 1  # of serialized sketches and profiles
 
-Chunk = Any  # pd.DataFrame | pa.Table | pa.RecordBatch | 2-D np.ndarray
+Chunk = Any  # pd.DataFrame | pa.Table | pa.RecordBatch | 2-D np.ndarray | {name: 1-D array}
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _PARQUET = PARQUET_SUFFIXES
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst", ".csv.zip")
@@ -143,15 +143,29 @@ def columns_of(chunk: Chunk) -> tuple[list[str], list[Any]]:
     elif isinstance(chunk, np.ndarray) and chunk.ndim == 2:
         names = [f"f{i}" for i in range(chunk.shape[1])]
         columns = [chunk[:, i] for i in range(chunk.shape[1])]
+    elif isinstance(chunk, dict) and all(
+            isinstance(v, np.ndarray) and v.ndim == 1 for v in chunk.values()):
+        names = [str(name) for name in chunk]
+        columns = list(chunk.values())
+        if len({len(column) for column in columns}) > 1:
+            raise InvalidInput("the columns of a chunk must all have the same length")
     else:
         raise InvalidInput(
             f"cannot profile a chunk of type {type(chunk).__name__}: expected a pandas "
-            "DataFrame, a pyarrow Table or RecordBatch, or a 2-D numpy array"
+            "DataFrame, a pyarrow Table or RecordBatch, a 2-D numpy array or a dict of 1-D "
+            "numpy arrays"
         )
     if len(set(names)) != len(names):
         twice = sorted({name for name in names if names.count(name) > 1})
         raise InvalidInput(f"column names must be unique; repeated: {', '.join(twice)}")
     return names, columns
+
+
+def rows_of(chunk: Chunk) -> int:
+    """How many rows a chunk that :func:`columns_of` takes holds."""
+    if isinstance(chunk, dict):
+        return len(next(iter(chunk.values()))) if chunk else 0
+    return len(chunk)
 
 
 def kind_of(values: Any) -> str:

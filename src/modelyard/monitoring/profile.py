@@ -36,6 +36,7 @@ from modelyard.monitoring._tables import (
     pack,
     parquet_chunks,
     parquet_columns,
+    rows_of,
     unpack,
     wider,
 )
@@ -129,7 +130,8 @@ class TableProfile:
         raise InvalidInput(f"the profile has no column {name!r}")
 
     def update(self, chunk: Chunk) -> Self:
-        """Add a chunk: a pandas DataFrame, a pyarrow Table or RecordBatch, a 2-D numpy array."""
+        """Add a chunk: a pandas DataFrame, a pyarrow Table or RecordBatch, a 2-D numpy array,
+        or a dict of equally long 1-D numpy arrays by column name."""
         names, values = columns_of(chunk)
         if self._columns is None:
             self._columns = self._start(names, values)
@@ -145,7 +147,7 @@ class TableProfile:
             except InvalidInput as error:
                 raise InvalidInput(f"column {column.name!r} is {column.kind}: {error}") from None
             column.dtype = wider(column.dtype, dtype_of(data))
-        self._rows += len(chunk)
+        self._rows += rows_of(chunk)
         self._chunks += 1
         return self
 

@@ -128,9 +128,10 @@ window_profiles = Table(
                      name="uq_window_profiles_model_version_replica_window_start"),
 )
 
-# The durable prediction log (0006): each written batch is one compressed Arrow table in
-# `prediction_batches` (`batch_key` makes a replayed batch a no-op), and every logged request
-# has an index row in `prediction_log` (id, time, model, version, batch) that feedback joins on.
+# The durable prediction log (0006, 0007): each written batch is one compressed Arrow table in
+# `prediction_batches` (`batch_key` makes a replayed batch a no-op; its span, model and version
+# for filtering), and every logged request has an index row in `prediction_log` — its id and
+# its batch, the key feedback looks up — in a table without row ids on SQLite.
 prediction_batches = Table(
     "prediction_batches",
     metadata,
@@ -149,14 +150,9 @@ prediction_batches = Table(
 prediction_log = Table(
     "prediction_log",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", String(128), nullable=False),
-    Column("ts", String(32), nullable=False),
-    Column("model", String(128), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("batch_id", Integer, nullable=False),
-    Index("ix_prediction_log_request_id", "request_id"),
-    Index("ix_prediction_log_batch_id", "batch_id"),  # ascending ids: cheap to keep
+    Column("request_id", String(128), primary_key=True),
+    Column("batch_id", Integer, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
 )
 
 # Delayed labels, keyed by the request id they judge; posting the same id again is a no-op.
