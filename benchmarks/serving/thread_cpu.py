@@ -1,10 +1,13 @@
 """CPU per server thread and per request, with monitoring on or off (one core, wrk load).
 
     .venv/bin/python benchmarks/serving/thread_cpu.py on|off [--conc 16] [--seconds 10]
+    .venv/bin/python benchmarks/serving/thread_cpu.py compare [--pairs 3] [--batching]
 
 Starts `modelyard serve` the way `monitoring_cost.py` does (its work folder must exist: run that
-script once), puts `--conc` connections of one-row ONNX MLP requests on it for `--seconds`,
-and reads each thread's user + system time from `/proc/<pid>/task/*/stat` before and after.
+script once), puts `--conc` connections of one-row requests (ONNX MLP, or `--model hgb`) on it
+for `--seconds`, and reads each thread's user + system time from `/proc/<pid>/task/*/stat`
+before and after. `compare` alternates monitoring off and on `--pairs` times and prints the
+medians: this machine's run-to-run noise (±8 %) is larger than some effects worth measuring.
 Threads carry no names at the OS level: the script asks ``py-spy dump`` (in the venv) for the
 Python names of the server's threads and prints them beside their CPU (a thread py-spy does not
 know, such as gRPC's poller, shows as its OS id).
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -63,37 +67,89 @@ def thread_names(pid: int) -> dict[str, str]:
         return {}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("monitoring", choices=("on", "off"))
-    parser.add_argument("--conc", type=int, default=16)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/modelyard-bench-monitoring-cost"))
-    args = parser.parse_args()
-    server = mc.start(args.work, args.monitoring == "on", False)
+def measure(work: Path, monitoring: bool, conc: int, seconds: int, batch: bool = False,
+            model: str = "mlp") -> dict[str, object]:
+    """One server run: req/s, p99 and, per thread name, CPU µs and context switches a request."""
+    server = mc.start(work, monitoring, batch)
     try:
-        mc.wrk(args.work, "mlp", args.conc, 3)  # warm-up
+        mc.wrk(work, model, conc, 3)  # warm-up
         switched = switches_by_thread(server.pid)
         before, started = cpu_by_thread(server.pid), time.monotonic()
-        result = mc.wrk(args.work, "mlp", args.conc, args.seconds)
+        result = mc.wrk(work, model, conc, seconds)
         after, elapsed = cpu_by_thread(server.pid), time.monotonic() - started
         switches = switches_by_thread(server.pid)
         names = thread_names(server.pid)
     finally:
         mc.stop(server)
     requests = result["rps"] * elapsed
-    used = sorted(((after[t] - before.get(t, 0.0), t) for t in after), reverse=True)
-    print(f"monitoring {args.monitoring}: {result['rps']:,.0f} req/s, p99 {result['p99_ms']} ms")
+    threads: dict[str, list[float]] = {}
+    for tid, total in after.items():
+        used = total - before.get(tid, 0.0)
+        if used <= 0.01:
+            continue
+        entry = threads.setdefault(names.get(tid, f"tid {tid}"), [0.0, 0.0, 0.0])
+        entry[0] += used / elapsed
+        entry[1] += used / requests * 1e6
+        entry[2] += (switches.get(tid, 0) - switched.get(tid, 0)) / requests
+    return {"rps": result["rps"], "p99_ms": result["p99_ms"], "threads": threads}
+
+
+def report(monitoring: str, run: dict[str, object]) -> None:
+    threads: dict[str, list[float]] = run["threads"]  # type: ignore[assignment]
+    print(f"monitoring {monitoring}: {run['rps']:,.0f} req/s, p99 {run['p99_ms']} ms")
     print("| thread (by CPU) | share of the core | µs per request | context switches per request |")
     print("|---|---:|---:|---:|")
-    for seconds, tid in (s for s in used if s[0] > 0.01):
-        name = names.get(tid, f"tid {tid}")
-        switched_here = (switches.get(tid, 0) - switched.get(tid, 0)) / requests
-        print(f"| {name} | {seconds / elapsed:.1%} | {seconds / requests * 1e6:.2f} "
-              f"| {switched_here:.2f} |")
-    total = sum(seconds for seconds, _ in used)
-    every = (sum(switches.values()) - sum(switched.get(t, 0) for t in switches)) / requests
-    print(f"| all | {total / elapsed:.1%} | {total / requests * 1e6:.2f} | {every:.2f} |")
+    for name, (share, micros, switched) in sorted(threads.items(), key=lambda t: -t[1][1]):
+        print(f"| {name} | {share:.1%} | {micros:.2f} | {switched:.2f} |")
+    share = sum(t[0] for t in threads.values())
+    micros = sum(t[1] for t in threads.values())
+    switched = sum(t[2] for t in threads.values())
+    print(f"| all | {share:.1%} | {micros:.2f} | {switched:.2f} |")
+
+
+def compare(work: Path, pairs: int, conc: int, seconds: int, batch: bool, model: str) -> None:
+    """Off and on alternating, ``pairs`` times; medians per thread and the cost in req/s."""
+    runs: dict[str, list[dict[str, object]]] = {"off": [], "on": []}
+    for n in range(pairs):
+        for monitoring in (("off", "on") if n % 2 == 0 else ("on", "off")):
+            runs[monitoring].append(measure(work, monitoring == "on", conc, seconds, batch,
+                                            model))
+    median = statistics.median
+    rps = {k: median(float(r["rps"]) for r in v) for k, v in runs.items()}  # type: ignore[arg-type]
+    names = sorted({n for v in runs.values() for r in v for n in r["threads"]})  # type: ignore[attr-defined]
+    print(f"{model}, c={conc}, batching {'on' if batch else 'off'}, {pairs} pairs of "
+          f"{seconds} s, medians")
+    print("| | monitoring off | monitoring on |")
+    print("|---|---:|---:|")
+    print(f"| req/s | {rps['off']:,.0f} | {rps['on']:,.0f} |")
+    for name in names:
+        cells = [median(r["threads"].get(name, [0, 0, 0])[1] for r in runs[k])  # type: ignore[attr-defined]
+                 for k in ("off", "on")]
+        print(f"| {name}, µs a request | {cells[0]:.2f} | {cells[1]:.2f} |")
+    totals = [median(sum(t[1] for t in r["threads"].values()) for r in runs[k])  # type: ignore[attr-defined]
+              for k in ("off", "on")]
+    print(f"| all threads, µs a request | {totals[0]:.2f} | {totals[1]:.2f} |")
+    print(f"cost: {1 - rps['on'] / rps['off']:.1%} of req/s; "
+          f"{totals[1] / totals[0] - 1:.1%} more CPU a request")
+    print("req/s per run: off " + " / ".join(f"{float(r['rps']):,.0f}" for r in runs["off"])  # type: ignore[arg-type]
+          + "; on " + " / ".join(f"{float(r['rps']):,.0f}" for r in runs["on"]))  # type: ignore[arg-type]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("monitoring", choices=("on", "off", "compare"))
+    parser.add_argument("--conc", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=3, help="with compare: off/on pairs")
+    parser.add_argument("--batching", action="store_true", help="32-row batches, no delay")
+    parser.add_argument("--model", choices=("mlp", "hgb"), default="mlp")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/modelyard-bench-monitoring-cost"))
+    args = parser.parse_args()
+    if args.monitoring == "compare":
+        compare(args.work, args.pairs, args.conc, args.seconds, args.batching, args.model)
+        return
+    report(args.monitoring, measure(args.work, args.monitoring == "on", args.conc, args.seconds,
+                                    args.batching, args.model))
 
 
 if __name__ == "__main__":

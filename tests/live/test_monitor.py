@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from modelyard.live.history import History
 from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.stacked import Stacked
 from modelyard.live.windows import load
+from modelyard.serving import InferencePool, build_dataplane
 from modelyard.serving.observe import Observation
+from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
 from modelyard.settings import Settings
 from modelyard.store import Database
 
@@ -40,7 +43,7 @@ class FakeClock:
 def observations_of(folded: list[Folded]) -> list[Observation]:
     """The observations a collector handed to its log, in order, stacked or not."""
     return [o for item in folded
-            for o in (item.observations if isinstance(item, Stacked) else [item])]
+            for o in (item.observations() if isinstance(item, Stacked) else [item])]
 
 
 def observe(collector: Collector, model: Pipeline, rows: np.ndarray, at: float,
@@ -266,3 +269,50 @@ def test_tensor_models_are_profiled_and_logged_whatever_their_width(settings: Se
     assert len(mlp.profile.schema) == 65  # 64 features and the label
     assert list(cnn.profile.schema) == ["label"]
     assert cnn.profile.rows == 30
+
+
+def test_the_data_planes_requests_reach_the_window_and_the_log_stacked(
+    served: Settings, cancer: Data
+) -> None:
+    """Through the real hot path (``DataPlane.infer`` → ``Collector.record``): requests that
+    look alike are stacked once for the window and the log; those that asked for fewer
+    outputs join the window as a union of columns, missing where they gave nothing."""
+    X, _ = cancer
+    database = open_database(served.resolved_database_url, served.store)
+    pool = InferencePool(1)
+    dataplane = build_dataplane(modelyard.open_registry(served), served.serving, pool)
+    folded: list[Folded] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
+                          log=folded.extend)
+    dataplane.observer = collector
+    rows = X.to_numpy(np.float64)
+
+    async def send() -> None:
+        for i in range(45):
+            data = rows[2 * i:2 * i + 2]
+            wanted = [RequestedOutput("predict")] if i >= 40 else None
+            await dataplane.infer(InferRequest("cancer", [Tensor("x", "FP64", [2, 30], data)],
+                                               id=f"q{i}", outputs=wanted), "rest")
+            if i == 20:
+                collector.drain()  # a fold in between: the later one brings other columns
+
+    try:
+        asyncio.run(send())
+        collector.close()
+    finally:
+        pool.shutdown()
+    windows = load(database, "cancer", 1)
+    assert sum(w.rows for w in windows) == 90
+    assert sum(w.requests for w in windows) == 45
+    assert all(isinstance(item, Stacked) for item in folded)
+    assert [o.request_id for o in observations_of(folded)] == [f"q{i}" for i in range(45)]
+    merged = windows[0].profile
+    for window in windows[1:]:
+        assert merged is not None
+        assert window.profile is not None
+        merged.merge(window.profile, union=True)
+    assert merged is not None
+    summary = merged.result()
+    assert summary["mean radius"].count == 90
+    assert summary["mean radius"].max == rows[:90, 0].max()
+    assert summary["proba_1"].missing == 10  # the 5 requests that asked only for predict

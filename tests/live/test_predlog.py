@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -433,4 +433,106 @@ def test_requests_logged_before_the_batch_format_stay_readable_and_labelled(
     with db.read() as conn:
         back = conn.execute(text("SELECT count(*) FROM prediction_log")).scalar()
     assert back == 2_501
+    db.dispose()
+
+
+def stacked_requests(start: int, count_: int, at: datetime, rows: int = 1) -> Any:
+    """``count_`` tabular requests of one version as the collector hands them over."""
+    from modelyard.live.stacked import Stacked
+
+    records = [record(i, at, rows=rows) for i in range(start, start + count_)]
+    found = Stacked.build("churn", 1, ["x", "y"], [0, 1], [r.request_id for r in records],
+                          [r.at for r in records], [r.latency_ms / 1000 for r in records],
+                          [r.inputs for r in records], [dict(r.outputs) for r in records])
+    assert found is not None
+    return found
+
+
+def test_stacked_requests_are_logged_as_they_would_be_one_by_one(db: Database) -> None:
+    """The server's path (a collector's stacked group) and the record path store the same rows,
+    and sampling keeps the same ids whichever way they came."""
+    by_group = PredictionLog(db, sample_rate=0.5)
+    by_group.submit_stacked(stacked_requests(0, 300, T0, rows=2))
+    by_group.flush()
+    other = Database(db.url.replace("m.db", "other.db")) if db.dialect == "sqlite" else db
+    if other is not db:
+        other.migrate()
+    one_by_one = PredictionLog(other, sample_rate=0.5)
+    for i in range(300):
+        one_by_one.submit(record(i, T0, rows=2, model="one"))
+    one_by_one.flush()
+    grouped, single = by_group.records("churn"), one_by_one.records("one")
+    assert grouped["request_id"].tolist() == single["request_id"].tolist()
+    assert set(grouped["request_id"]) == {f"r{i}" for i in range(300) if sampled(f"r{i}", 0.5)}
+    for column in ("x", "y", "prediction", "proba_1", "latency_ms"):
+        assert grouped[column].tolist() == single[column].tolist()
+    assert (by_group.submitted, by_group.sampled_out, by_group.written) == (
+        300, 300 - grouped["request_id"].nunique(), grouped["request_id"].nunique())
+    assert FeedbackStore(db).ingest([{"id": "r2", "label": 1}]).unknown_ids == (
+        [] if sampled("r2", 0.5) else ["r2"])
+
+
+def test_a_group_with_an_id_the_log_cannot_keep_drops_only_that_request(db: Database) -> None:
+    group = stacked_requests(0, 5, T0)
+    group.ids[3] = "x" * 200  # over the 128 characters an id may have
+    log = PredictionLog(db)
+    log.submit_stacked(group)
+    log.flush()
+    assert (log.written, log.dropped) == (4, 1)
+    assert log.records("churn")["request_id"].tolist() == ["r0", "r1", "r2", "r4"]
+
+
+def test_retention_rewrites_a_batch_that_straddles_the_cutoff_and_its_index(
+    db: Database,
+) -> None:
+    log = PredictionLog(db)
+    group = stacked_requests(0, 10, T0)
+    group.at[:4] = (T0 - timedelta(days=40)).timestamp()  # four old requests in a new batch
+    log.submit_stacked(group)
+    log.submit_stacked(stacked_requests(10, 5, T0 - timedelta(days=50)))  # all old
+    log.flush()
+    assert count(db, prediction_log) == 15
+    assert log.purge(T0 - timedelta(days=30)) == 9
+    assert log.records("churn")["request_id"].tolist() == [f"r{i}" for i in range(4, 10)]
+    assert count(db, prediction_log) == 6
+    result = FeedbackStore(db).ingest([{"id": "r1", "label": 0}, {"id": "r5", "label": 1}])
+    assert result.unknown_ids == ["r1"]
+
+
+def test_the_narrow_index_migrates_both_ways(database_url: str) -> None:
+    """0007 keeps one index row per request and batch; going back restores each request's own
+    time, model and version from its batch."""
+    from sqlalchemy import text
+
+    db = Database(database_url)
+    migrate_to(db, "0006")
+    records = [record(i, T0 + timedelta(seconds=i), rows=1 + i % 2,
+                      model="churn" if i % 3 else "other") for i in range(30)]
+    written = []
+    with db.write() as conn:
+        for batch in encode(records):
+            batch_id = conn.execute(text(
+                "INSERT INTO prediction_batches (batch_key, model, version, ts_min, ts_max, "
+                "requests, payload) VALUES (:k, :m, :v, :lo, :hi, :n, :p) RETURNING id"), {
+                "k": batch.key, "m": batch.model, "v": batch.version, "lo": batch.ts_min,
+                "hi": batch.ts_max, "n": batch.requests, "p": batch.payload()}).scalar_one()
+            for request_id in batch.request_ids() + batch.request_ids()[:1]:  # one twice
+                row = next(r for r in records if r.request_id == request_id)
+                at = datetime.fromtimestamp(row.at or 0, UTC).isoformat(timespec="microseconds")
+                written.append((request_id, at, batch.model, batch.version, batch_id))
+                conn.execute(text("INSERT INTO prediction_log (request_id, ts, model, version, "
+                                  "batch_id) VALUES (:r, :t, :m, :v, :b)"), dict(zip(
+                                      "rtmvb", written[-1], strict=True)))
+    db.migrate()
+    assert count(db, prediction_log) == 30  # the repeated row is kept once
+    store = FeedbackStore(db)
+    assert store.ingest([{"id": "r5", "label": 1}, {"id": "nope", "label": 0}]).unknown_ids == [
+        "nope"]
+    assert store.labels_for("churn")["request_id"].tolist() == ["r5", "r5"]  # two rows
+    migrate_to(db, "0006")
+    with db.read() as conn:
+        back = conn.execute(text("SELECT request_id, ts, model, version, batch_id "
+                                 "FROM prediction_log ORDER BY request_id")).all()
+    assert sorted(tuple(r) for r in back) == sorted(set(written))
+    db.migrate()
     db.dispose()

@@ -191,7 +191,7 @@ class PredictionLog:
         an id that cannot be logged, goes request by request."""
         if not group.loggable or not 0 < min(map(len, group.ids)) <= max(
                 map(len, group.ids)) <= MAX_ID:
-            self.submit_many([PredictionRecord.of(o) for o in group.observations])
+            self.submit_many([PredictionRecord.of(o) for o in group.observations()])
             return
         self.submitted += group.requests
         if self.sample_rate < 1.0:

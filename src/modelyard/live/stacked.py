@@ -1,13 +1,15 @@
 """Answered requests of one model version, stacked column by column, once for all of live
 monitoring.
 
-The collector folds what the data plane observed every fraction of a second. For the common
-case — every request's inputs one 2-D numeric array of the same width (a tabular model's
-matrix, or an ONNX model's single tensor) and the same numeric outputs — it stacks them here
-once: the window profile takes the columns as they are, and the prediction log builds its
-batch from the same arrays (:func:`modelyard.live.batches.from_stacked`) instead of going back
-to one record per request. Anything else (named tensors, text, requests that asked for
-different outputs) is folded the general way, request by request.
+The common case — every request's inputs one 2-D numeric array of the same width (a tabular
+model's matrix, or an ONNX model's single tensor) and the same numeric outputs — arrives
+already stacked: the collector's :class:`~modelyard.live.recorder.Recorder` copies each
+request's rows into columns as it is answered. The window profile takes those columns as they
+are, and the prediction log builds its batch from the same arrays
+(:func:`modelyard.live.batches.from_stacked`) instead of going back to one record per request.
+:meth:`Stacked.of` stacks observations that were queued one by one instead; anything that does
+not stack (named tensors, text, requests that asked for different outputs) is folded the
+general way, request by request.
 
 Outputs take the names window profiles and the log use: ``prediction`` for ``predict``,
 ``proba_<class>`` for ``predict_proba`` with known classes, ``<name>`` for another one-wide
@@ -24,12 +26,16 @@ out of the profile, and the log keeps such requests as JSON).
 (3, 3, ['a', 'b', 'prediction'])
 >>> stacked.profile_columns()["b"].tolist(), stacked.latency_ms.tolist()
 ([0.0, 2.0, 4.0], [2.0, 2.0, 2.0])
+>>> [o.request_id for o in stacked.observations()]
+['r0', 'r1', 'r2']
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -48,8 +54,9 @@ class Stacked:
     """Requests of one model version as columns (see the module).
 
     ``ids``, ``at`` (epoch seconds) and ``latency_ms`` hold one entry per request; ``counts``
-    the input rows of each (None: one each); ``matrix`` the inputs, one row per input row;
-    ``outputs`` one column per output column, named as above.
+    the input rows of each (None: one each); ``matrix`` the inputs, one row per input row, as
+    the model took them (``tensor``: the name of its single input tensor, None for a tabular
+    model's matrix); ``raw`` each output as the model gave it, stacked the same way.
     """
 
     model: str
@@ -59,11 +66,11 @@ class Stacked:
     latency_ms: np.ndarray
     counts: np.ndarray | None
     matrix: np.ndarray
-    input_names: list[str]  # the profile's names for the matrix's columns ([] when too wide)
-    log_names: list[str]  # the log's names for them: the model's columns, else f0, f1, …
-    outputs: dict[str, np.ndarray]
-    loggable: bool  # every output fits the log's column layout
-    observations: Sequence[Observation]
+    raw: dict[str, np.ndarray]
+    columns: list[str]  # the model's input columns
+    tensor: str | None
+    classes: list[Any] | None
+    _observations: Sequence[Observation] | None = field(default=None, repr=False)
 
     @property
     def requests(self) -> int:
@@ -78,36 +85,170 @@ class Stacked:
         """The observations (one model version) stacked, or None when they are not all
         tabular alike (see the module)."""
         first = observations[0]
-        head = _matrix(first.data)
-        if head is None:
-            return None
-        width, kind = head.shape[1], head.dtype.kind
-        names = tuple(first.outputs)
-        parts = []
-        for observation in observations:
-            matrix = head if observation is first else _matrix(observation.data)
-            if (matrix is None or matrix.shape[1] != width or matrix.dtype.kind != kind
-                    or tuple(observation.outputs) != names):
+        stacked = cls.build(first.model, first.version, first.columns, first.classes,
+                            [o.request_id for o in observations], [o.at for o in observations],
+                            [o.latency_s for o in observations], [o.data for o in observations],
+                            [o.outputs for o in observations])
+        if stacked is not None:
+            stacked._observations = observations
+        return stacked
+
+    @classmethod
+    def build(cls, model: str, version: int, columns: list[str], classes: list[Any] | None,
+              ids: Sequence[str], at: Sequence[float], latency_s: Sequence[float],
+              data: Sequence[Any], outputs: Sequence[dict[str, Any]]) -> Stacked | None:
+        """Requests of one model version given field by field (one entry per request), stacked;
+        None when they are not all tabular alike. The work per request is numpy's and
+        ``map``'s own loops in C: no Python statement runs once per request."""
+        head = data[0]
+        tensor = None
+        if type(head) is dict:
+            if len(head) != 1:
                 return None
-            parts.append(matrix)
-        requests = len(observations)
-        counts = np.fromiter((len(p) for p in parts), np.int64, requests)
-        outputs, loggable = _outputs(observations, names, first.classes, int(counts.sum()))
-        if outputs is None:
+            tensor = next(iter(head))
+            try:
+                data = list(map(itemgetter(tensor), data))
+            except (KeyError, TypeError):  # another tensor's name, or not a dict
+                return None
+            head = data[0]
+        if type(head) is not np.ndarray or head.ndim != 2 or head.dtype.kind not in "biuf":
             return None
+        kind = head.dtype
+        try:
+            matrix = head if len(data) == 1 else np.concatenate(data)
+        except (ValueError, TypeError):  # another width, or not 2-D
+            return None
+        if matrix.ndim != 2 or matrix.dtype != kind:
+            return None
+        names = outputs[0].keys()
+        if not all(map(names.__eq__, map(dict.keys, outputs))):  # (C loops, no frame each)
+            return None
+        rows = len(matrix)
+        requests = len(ids)
+        raw: dict[str, np.ndarray] = {}
+        for name in names:
+            values = list(map(itemgetter(name), outputs))
+            try:
+                stacked = values[0] if len(values) == 1 else np.concatenate(values)
+            except (ValueError, TypeError):  # a 0-d output, or widths that disagree
+                return None
+            if type(stacked) is not np.ndarray or stacked.dtype.kind not in "biuf" or (
+                    stacked.ndim not in (1, 2)) or len(stacked) != rows:
+                return None
+            raw[name] = stacked
+        counts: np.ndarray | None = None
+        if rows != requests or (len(data) > 1 and any(map((1).__ne__, map(len, data)))):
+            counts = np.fromiter(map(len, data), np.int64, requests)
+        return cls(
+            model=model, version=version, ids=list(ids), at=np.array(at, np.float64),
+            latency_ms=np.array(latency_s, np.float64) * 1000.0, counts=counts, matrix=matrix,
+            raw=raw, columns=list(columns), tensor=tensor, classes=classes,
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Stacked]) -> Stacked:
+        """Groups of one model version and one layout (:meth:`layout`) as one."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        counts = None
+        if any(part.counts is not None for part in parts):
+            counts = np.concatenate([part.counts if part.counts is not None
+                                     else np.ones(part.requests, np.int64) for part in parts])
         return cls(
             model=first.model, version=first.version,
-            ids=[o.request_id for o in observations],
-            at=np.fromiter((o.at for o in observations), np.float64, requests),
-            latency_ms=np.fromiter((o.latency_s for o in observations), np.float64,
-                                   requests) * 1000.0,
-            counts=None if (counts == 1).all() else counts,
-            matrix=parts[0] if requests == 1 else np.concatenate(parts),
-            input_names=_profile_names(first, width),
-            log_names=(list(first.columns) if len(first.columns) == width
-                       else [f"f{i}" for i in range(width)]),
-            outputs=outputs, loggable=loggable, observations=observations,
+            ids=[request_id for part in parts for request_id in part.ids],
+            at=np.concatenate([part.at for part in parts]),
+            latency_ms=np.concatenate([part.latency_ms for part in parts]),
+            counts=counts, matrix=np.concatenate([part.matrix for part in parts]),
+            raw={name: np.concatenate([part.raw[name] for part in parts]) for name in first.raw},
+            columns=first.columns, tensor=first.tensor, classes=first.classes,
         )
+
+    def layout(self) -> tuple[Any, ...]:
+        """Groups with equal layouts stack into one (:meth:`concat`)."""
+        return (self.model, self.version, self.tensor, self.matrix.shape[1],
+                self.matrix.dtype.str,
+                tuple((name, values.shape[1:], values.dtype.str)
+                      for name, values in self.raw.items()))
+
+    @cached_property
+    def _named(self) -> tuple[dict[str, np.ndarray], bool]:
+        columns: dict[str, np.ndarray] = {}
+        loggable = True
+        for name, stacked in self.raw.items():
+            flat = stacked.reshape(len(stacked), -1)
+            if name == "predict_proba" and self.classes and flat.shape[1] == len(self.classes):
+                columns.update({f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i]
+                                for i, c in enumerate(self.classes)})
+            elif flat.shape[1] == 1:
+                columns[PREDICTION if name == "predict" else name] = flat[:, 0]
+            elif flat.shape[1] <= MAX_OUTPUT_COLUMNS:
+                columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
+            else:
+                loggable = False
+        return columns, loggable
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The outputs as named columns (see the module)."""
+        return self._named[0]
+
+    @property
+    def loggable(self) -> bool:
+        """Whether every output fits the log's column layout."""
+        return self._named[1]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The profile's names for the matrix's columns ([] when too wide to profile)."""
+        width = self.matrix.shape[1]
+        if self.tensor is None:
+            return list(self.columns) if width == len(self.columns) else [
+                f"f{i}" for i in range(width)]
+        if width == 1:
+            return [self.tensor]
+        if width == len(self.columns):
+            return list(self.columns)
+        if width <= MAX_INPUT_COLUMNS:
+            return [f"{self.tensor}_{i}" for i in range(width)]
+        return []
+
+    @property
+    def log_names(self) -> list[str]:
+        """The log's names for the matrix's columns: the model's columns, else f0, f1, …"""
+        width = self.matrix.shape[1]
+        return list(self.columns) if len(self.columns) == width else [
+            f"f{i}" for i in range(width)]
+
+    def profile_columns(self) -> dict[str, np.ndarray]:
+        """The columns a window profile takes: the inputs (unless too wide), then outputs."""
+        columns = {name: self.matrix[:, i] for i, name in enumerate(self.input_names)}
+        columns.update(self.outputs)
+        return columns
+
+    def bounds(self) -> np.ndarray:
+        """Where each request's rows start, and one past the last row."""
+        if self.counts is None:
+            return np.arange(self.requests + 1)
+        return np.concatenate([[0], np.cumsum(self.counts)])
+
+    def observations(self) -> Sequence[Observation]:
+        """The requests one by one again (for what takes them so: the log's JSON layout)."""
+        if self._observations is None:
+            edges = self.bounds().tolist()
+            found = []
+            for k, request_id in enumerate(self.ids):
+                start, end = edges[k], edges[k + 1]
+                rows = self.matrix[start:end]
+                found.append(Observation(
+                    self.model, self.version, request_id, float(self.at[k]),
+                    float(self.latency_ms[k]) / 1000.0, end - start, self.columns,
+                    rows if self.tensor is None else {self.tensor: rows},
+                    {name: values[start:end] for name, values in self.raw.items()},
+                    self.classes))
+            self._observations = found
+        return self._observations
 
     def take(self, keep: np.ndarray) -> Stacked:
         """The requests where ``keep`` (one bool per request) is true, with their rows."""
@@ -116,68 +257,16 @@ class Stacked:
         return Stacked(
             self.model, self.version, [self.ids[i] for i in picked], self.at[picked],
             self.latency_ms[picked], None if self.counts is None else self.counts[picked],
-            self.matrix[rows], self.input_names, self.log_names,
-            {name: values[rows] for name, values in self.outputs.items()}, self.loggable,
-            [self.observations[i] for i in picked],
+            self.matrix[rows], {name: values[rows] for name, values in self.raw.items()},
+            self.columns, self.tensor, self.classes,
         )
 
-    def row_at(self) -> np.ndarray:
-        """Each input row's request time (epoch seconds)."""
-        return self.at if self.counts is None else np.repeat(self.at, self.counts)
 
-    def profile_columns(self) -> dict[str, np.ndarray]:
-        """The columns a window profile takes: the inputs (unless too wide), then outputs."""
-        columns = {name: self.matrix[:, i] for i, name in enumerate(self.input_names)}
-        columns.update(self.outputs)
-        return columns
-
-
-def _matrix(data: Any) -> np.ndarray | None:
-    """The request's inputs as one 2-D numeric array, when they are one."""
-    if type(data) is dict and len(data) == 1:  # the serving layer's {tensor name: array}
+def matrix_of(data: Any) -> np.ndarray | None:
+    """A request's inputs as one 2-D numeric array, when they are one (a tabular model's
+    matrix, or the serving layer's ``{tensor name: array}`` of a single-tensor model)."""
+    if type(data) is dict and len(data) == 1:
         (data,) = data.values()
     if type(data) is np.ndarray and data.ndim == 2 and data.dtype.kind in "biuf":
         return data
     return None
-
-
-def _profile_names(first: Observation, width: int) -> list[str]:
-    if type(first.data) is not dict:
-        return list(first.columns) if width == len(first.columns) else [
-            f"f{i}" for i in range(width)]
-    (name,) = first.data
-    if width == 1:
-        return [str(name)]
-    if width == len(first.columns):
-        return list(first.columns)
-    if width <= MAX_INPUT_COLUMNS:
-        return [f"{name}_{i}" for i in range(width)]
-    return []
-
-
-def _outputs(observations: Sequence[Observation], names: tuple[str, ...],
-             classes: list[Any] | None, rows: int) -> tuple[dict[str, np.ndarray] | None, bool]:
-    """The outputs as named columns, and whether the log can keep them as columns; None when
-    one is not numeric or not one value (row) per input row."""
-    columns: dict[str, np.ndarray] = {}
-    loggable = True
-    for name in names:
-        parts = [o.outputs[name] for o in observations]
-        try:
-            stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        except ValueError:  # a 0-d output, or widths that disagree
-            return None, False
-        if type(stacked) is not np.ndarray or stacked.dtype.kind not in "biuf" or (
-                stacked.ndim not in (1, 2)) or len(stacked) != rows:
-            return None, False
-        flat = stacked.reshape(len(stacked), -1)
-        if name == "predict_proba" and classes and flat.shape[1] == len(classes):
-            columns.update({f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i]
-                            for i, c in enumerate(classes)})
-        elif flat.shape[1] == 1:
-            columns[PREDICTION if name == "predict" else name] = flat[:, 0]
-        elif flat.shape[1] <= MAX_OUTPUT_COLUMNS:
-            columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
-        else:
-            loggable = False
-    return columns, loggable

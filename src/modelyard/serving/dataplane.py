@@ -28,7 +28,7 @@ from modelyard.serving.batching import model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.model import Prepared, ServedModel
-from modelyard.serving.observe import FeedbackSink, MonitoringHistory, Observation, Observer
+from modelyard.serving.observe import FeedbackSink, MonitoringHistory, Observer
 from modelyard.serving.routing import RetrainAdmin, RolloutAdmin, Router
 from modelyard.serving.types import (
     InferRequest,
@@ -278,11 +278,8 @@ class DataPlane(AdminRoutes):
             slot.cache.put(cache_key, tensors)
         response = self._response(model, request, tensors, cache_hit=False if slot.cache else None)
         if self.observer is not None:
-            self.observer.observe(Observation(
-                model.name, model.version, response.id, time.time(),
-                time.perf_counter() - started, prepared.rows, model.columns, prepared.data,
-                outputs, model.manifest.classes,
-            ))
+            self.observer.record(model, response.id, time.time(), time.perf_counter() - started,
+                                 prepared.rows, prepared.data, outputs)
         return response
 
     async def _run(
@@ -410,11 +407,8 @@ class DataPlane(AdminRoutes):
             self._run(slot, model, Prepared(data, len(instances)), None),
         )
         if self.observer is not None:
-            self.observer.observe(Observation(
-                model.name, model.version, request_id or request_ids.next(), time.time(),
-                time.perf_counter() - started, len(instances), model.columns, data, outputs,
-                model.manifest.classes,
-            ))
+            self.observer.record(model, request_id or request_ids.next(), time.time(),
+                                 time.perf_counter() - started, len(instances), data, outputs)
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
         return [_plain(value) for value in main], model.version
 

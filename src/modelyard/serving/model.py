@@ -41,6 +41,7 @@ class ServedModel:
     ) -> None:
         self.name = name
         self.version = version
+        self.key = f"{name}:{version}"
         self.manifest = manifest
         self.runtime = runtime
         self.signature = manifest.signature
@@ -61,10 +62,6 @@ class ServedModel:
             spec = self.signature.inputs[0]
             self._single = (spec.name, spec.datatype, list(spec.shape),
                             numpy_dtype(spec.datatype))
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}:{self.version}"
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(
