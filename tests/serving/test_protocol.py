@@ -212,3 +212,50 @@ def test_malformed_headers_and_ids_get_400_with_the_callers_id(
     assert message in json.loads(text)["error"]
     assert got["x-request-id"] == "mine"
     assert "set-cookie" not in got
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_one_is_not(
+    make_dataplane: object,
+) -> None:
+    """The keep-alive timer is one per idle stretch: a connection that asks again before it
+    runs out is kept (the timer re-arms for what is left), one left idle is closed."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from modelyard.serving.rest import RestApp
+    from modelyard.serving.rest.protocol import HttpToolsProtocol
+
+    dataplane = make_dataplane()  # type: ignore[operator]
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    port.listen(16)
+    server = uvicorn.Server(uvicorn.Config(
+        RestApp(dataplane), http=HttpToolsProtocol, lifespan="off", log_level="warning",
+        timeout_keep_alive=1))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[port])),
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64",
+                                   "data": [1.0] * 30}]}).encode()
+    try:
+        with socket.create_connection(port.getsockname(), timeout=10) as sock:
+            opened = time.monotonic()
+            for _ in range(3):  # asked again every 0.6 s: past the first timer, kept open
+                sock.sendall(_post("/v2/models/cancer/infer", body))
+                answer = sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 200 "), answer
+                time.sleep(0.6)
+            kept = time.monotonic() - opened
+            sock.settimeout(5)
+            assert sock.recv(1) == b""  # then idle: closed
+            closed_after = time.monotonic() - opened - kept
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert kept > 1.5
+    assert 0.3 < closed_after < 2.0

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Uvicorn
 
@@ -222,7 +223,14 @@ class InferCycle:
 
 class HttpToolsProtocol(_Uvicorn):
     """uvicorn's protocol on a :class:`CoalescingTransport`, answering inference requests
-    without ASGI when the app is a :class:`RestApp`; pass it as uvicorn's ``http``."""
+    without ASGI when the app is a :class:`RestApp`; pass it as uvicorn's ``http``.
+
+    Two of uvicorn's per-request costs are made lazy, for every request: the ASGI scope is
+    built only for a request that takes the ASGI route (not at the start of each message), and
+    the keep-alive timeout is one timer per idle stretch that re-arms itself for what is left
+    when the connection was busy meanwhile, instead of a timer armed after every response and
+    cancelled by the next request's first bytes.
+    """
 
     transport: CoalescingTransport  # type: ignore[assignment]
 
@@ -232,13 +240,73 @@ class HttpToolsProtocol(_Uvicorn):
         # takes the ASGI route.
         self.rest: RestApp | None = self.app if isinstance(self.app, RestApp) else None
         self._targets: dict[bytes, tuple[str, str | None] | None] = {}
+        self._idle_since: float | None = None  # when the last answer left; None: busy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
+    def data_received(self, data: bytes) -> None:
+        self._idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            message = "Invalid HTTP request received."
+            self.logger.warning(message)
+            self.send_400_response(message)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
+    def _scope(self) -> None:
+        """The ASGI scope uvicorn builds at the start of every message, for this one."""
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle = self._idle_since
+        if idle is None or self.transport.is_closing():  # busy: its answer arms the next
+            return
+        left = idle + self.timeout_keep_alive - self.loop.time()
+        if left <= 0:
+            self.transport.close()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+
     def on_headers_complete(self) -> None:
         rest = self.rest
         if rest is None or self.expect_100_continue or self.parser.get_method() != b"POST":
+            self._scope()
             return super().on_headers_complete()
         url = self.url
         targets = self._targets
@@ -250,6 +318,7 @@ class HttpToolsProtocol(_Uvicorn):
                 targets.clear()
             targets[url] = target
         if target is None or self.parser.should_upgrade():
+            self._scope()
             return super().on_headers_complete()
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         cycle = InferCycle(self, target[0], target[1], self.headers, keep_alive, rest.max_body)
