@@ -225,11 +225,12 @@ def _copy(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 
 def logged(query: Select[Any], model: str, version: int | None, since: datetime | None,
-           until: datetime | None) -> Select[Any]:
+           until: datetime | None, model_column: Any = None) -> Select[Any]:
     """``query`` kept to the stored batches of ``model`` (one version or all) whose span
-    (``ts_min`` to ``ts_max``) meets ``[since, until)``; a reader keeps their requests in it."""
+    (``ts_min`` to ``ts_max``) meets ``[since, until)``; a reader keeps their requests in it.
+    ``model_column`` stands for ``prediction_batches.model`` (a planner hint, say)."""
     t = prediction_batches
-    query = query.where(t.c.model == model)
+    query = query.where((t.c.model if model_column is None else model_column) == model)
     if version is not None:
         query = query.where(t.c.version == version)
     if since is not None:
