@@ -97,6 +97,45 @@ def test_merging_a_sketch_with_itself_counts_twice() -> None:
     assert (summary.count, summary.missing, summary.mean) == (6, 2, 1.5)
 
 
+@pytest.mark.parametrize("size", [4_096, 6_000, 1_000_000])
+def test_large_batches_keep_counts_extremes_and_ranks(size: int) -> None:
+    # Batches of 4,096 values or more reach KLL compacted in sorted runs (each kept value
+    # stands for four): every count and both extremes stay exact, ranks stay within KLL's error
+    # through a merge and a byte round trip.
+    rng = np.random.default_rng(size)
+    values = rng.lognormal(size=size)
+    sketch = NumericSketch().update(values[: size // 2])
+    sketch.merge(NumericSketch().update(values[size // 2 :]))
+    sketch = NumericSketch.from_bytes(sketch.to_bytes())
+    summary = sketch.result()
+    assert (sketch.n, summary.count) == (size, size)
+    assert (summary.min, summary.max) == (values.min(), values.max())
+    assert (summary.quantiles[0.0], summary.quantiles[1.0]) == (values.min(), values.max())
+    points = np.quantile(values, [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+    exact = np.array([(values <= p).mean() for p in points])
+    assert np.abs(sketch.cdf(points) - exact).max() <= sketch.rank_error
+    median = sketch.quantiles([0.5])[0]
+    assert abs((values <= median).mean() - 0.5) <= sketch.rank_error
+
+
+def test_merged_sketches_are_read_with_their_weights() -> None:
+    # DataSketches reports weight 1 for every item of some merged KLL sketches; the drift
+    # methods read items and weights, so they must get the sketch's real ones.
+    from modelyard.monitoring.drift import Wasserstein
+    from modelyard.monitoring.weighted import WeightedItems
+
+    rng = np.random.default_rng(7)
+    halves = [NumericSketch().update(rng.normal(size=1_000)) for _ in range(2)]
+    merged = halves[0].merge(halves[1]).kll
+    items = WeightedItems.of(merged)
+    assert items.n == merged.n == 2_000
+    points = np.linspace(-2.5, 2.5, 11).tolist()
+    assert items.get_cdf(points, True) == pytest.approx(merged.get_cdf(points, True), abs=1e-12)
+    same = NumericSketch().update(rng.normal(size=2_000)).kll
+    shifted = NumericSketch().update(rng.normal(0.5, 1.0, size=2_000)).kll
+    assert Wasserstein().score(same, merged) < 0.15 < Wasserstein().score(shifted, merged)
+
+
 def test_a_word_in_a_numeric_column_is_named() -> None:
     with pytest.raises(InvalidInput, match=r"'x' is not a number \(1 such values\)"):
         NumericSketch().update(np.array(["1.5", "x", None], dtype=object))

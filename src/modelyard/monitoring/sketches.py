@@ -14,6 +14,7 @@ the same data agree on counts, extremes and moments exactly and on quantiles wit
 from __future__ import annotations
 
 import math
+import random
 import struct
 import threading
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class NumericSketch:
     def __init__(self, k: int = 200) -> None:
         self.k = check_int("k", k, 8, 65535)
         self._kll = ds.kll_doubles_sketch(k)
+        self._coarse: Any = None  # values of weight 2**_LEVELS not yet in _kll (feed_sorted)
         self._count = self._missing = self._pos_inf = self._neg_inf = self._finite = 0
         self._mean = self._m2 = 0.0
         self._min, self._max = math.inf, -math.inf
@@ -95,17 +97,29 @@ class NumericSketch:
     @property
     def kll(self) -> Any:
         """The ``datasketches.kll_doubles_sketch`` of the finite values."""
-        return self._kll
+        return self._settled()
 
     @property
     def n(self) -> int:
         """How many finite values the quantile sketch has seen."""
-        return int(self._kll.n)
+        return int(self._settled().n)
 
     @property
     def rank_error(self) -> float:
         """KLL's normalized rank error (single-sided, 99% confidence) for cdf and quantiles."""
-        return float(self._kll.normalized_rank_error(False))
+        return float(self._settled().normalized_rank_error(False))
+
+    def _settled(self) -> Any:
+        """The KLL sketch with the coarse values folded in: each of weight ``2**_LEVELS``, so
+        merged that many times over (a sketch merged with a copy of itself holds every value
+        twice — KLL's own way of weighing them)."""
+        coarse = self._coarse
+        if coarse is not None:
+            for _ in range(_LEVELS):
+                coarse.merge(ds.kll_doubles_sketch.deserialize(coarse.serialize()))
+            self._kll.merge(coarse)
+            self._coarse = None
+        return self._kll
 
     def update(self, values: Any) -> Self:
         """Add values (numpy array, pandas Series, Arrow array or a sequence), vectorised.
@@ -124,11 +138,13 @@ class NumericSketch:
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum past 1e308
             mean = float(work.sum()) / total
         if math.isfinite(mean):
-            feed_sorted(self._kll, work)
+            self._feed(work)  # sorted in runs, so the runs' ends are the extremes
+            step = _run_length(total)
+            low = float(work[::step].min())
+            high = max(float(work[step - 1::step].max()), float(work[-1]))
             work -= mean
             self._count += total
-            self._add_moments(total, mean, float(work @ work), float(self._kll.get_min_value()),
-                              float(self._kll.get_max_value()))
+            self._add_moments(total, mean, float(work @ work), low, high)
             return self
         finite = np.isfinite(x)
         n = int(np.count_nonzero(finite))
@@ -150,8 +166,12 @@ class NumericSketch:
                 mean = float((x / scale).mean()) * scale  # a sum past 1e308 would be inf
                 centred = x - mean
                 self._add_moments(n, mean, float(centred @ centred), low, high)
-            feed_sorted(self._kll, x)
+            self._feed(x)
         return self
+
+    def _feed(self, work: npt.NDArray[np.float64]) -> None:
+        coarse = feed_sorted(self._kll, work, self._coarse, self.k)
+        self._coarse = coarse
 
     def _add_moments(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
         """Chan, Golub & LeVeque (1979): pooled mean and sum of squared deviations."""
@@ -173,7 +193,7 @@ class NumericSketch:
             raise InvalidInput(f"a NumericSketch cannot merge a {type(other).__name__}")
         if other is self:
             other = NumericSketch.from_bytes(other.to_bytes())
-        self._kll.merge(other._kll)
+        self._settled().merge(other._settled())
         self._count += other._count
         self._missing += other._missing
         self._pos_inf += other._pos_inf
@@ -198,10 +218,11 @@ class NumericSketch:
         at = np.asarray(points, dtype=np.float64)
         if at.ndim != 1 or np.isnan(at).any():
             raise InvalidInput("cdf points must be a 1-D array of numbers, without NaN")
-        if self._kll.is_empty():
+        kll = self._settled()
+        if kll.is_empty():
             return np.full(at.shape, np.nan)
         split, where = np.unique(at, return_inverse=True)
-        ranks = np.asarray(self._kll.get_cdf(split.tolist(), True), dtype=np.float64)
+        ranks = np.asarray(kll.get_cdf(split.tolist(), True), dtype=np.float64)
         return ranks[:-1][where]
 
     def quantiles(self, ranks: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -210,16 +231,19 @@ class NumericSketch:
         at = np.asarray(ranks, dtype=np.float64)
         if at.ndim != 1 or not ((at >= 0.0) & (at <= 1.0)).all():
             raise InvalidInput("quantile ranks must be a 1-D array of numbers from 0 to 1")
-        if self._kll.is_empty():
+        kll = self._settled()
+        if kll.is_empty():
             return np.full(at.shape, np.nan)
-        return np.asarray(self._kll.get_quantiles(at.tolist(), True), dtype=np.float64)
+        found = np.asarray(kll.get_quantiles(at.tolist(), True), dtype=np.float64)
+        # the extremes are exact here, while values compacted away may have held them in KLL
+        return np.where(at == 0.0, self._min, np.where(at == 1.0, self._max, found))
 
     def to_bytes(self) -> bytes:
         fields = _NUMERIC.pack(
             self._count, self._missing, self._pos_inf, self._neg_inf, self._finite,
             self._mean, self._m2, self._min, self._max,
         )
-        return pack(self._MAGIC, fields + bytes(self._kll.serialize()))
+        return pack(self._MAGIC, fields + bytes(self._settled().serialize()))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NumericSketch:
@@ -239,25 +263,59 @@ class NumericSketch:
 
 
 _RUN = 4096
+_LEVELS = 2  # a full run goes to KLL as every 4th of its values, each of weight 4
+_COIN = random.Random()
 
 
-def feed_sorted(kll: Any, work: npt.NDArray[np.float64]) -> None:
-    """Sort ``work`` in place in runs of 4,096 and hand it to the KLL sketch.
+def feed_sorted(kll: Any, work: npt.NDArray[np.float64], coarse: Any = None,
+                k: int = 200) -> Any:
+    """Sort ``work`` in place in runs of at most 4,096 and hand it to the KLL sketch ``kll``;
+    returns the sketch of coarse values (``coarse``, or a new one) that the caller must fold
+    into ``kll``, each value ``2**_LEVELS`` times, before reading it
+    (``NumericSketch._settled``).
 
     KLL's error bound holds for any order of the stream, and its compactions sort their buffer:
     on runs already sorted (numpy's SIMD sort, ~3 ns a value) the sketch takes ~10 ns a value
-    instead of ~26. ``work`` must be ours to reorder.
+    instead of ~26. In a batch of 4,096 values or more (cut in runs of equal length, 2,048 to
+    4,096), each run is then compacted here the way KLL compacts its own buffers: every other
+    value from a random start, twice, so a quarter of its values reach the sketch, each
+    standing for four (a batch of 1M values: 19 → 12 ns a value). Each such compaction moves
+    any rank by at most 3 values of the run's 2,048 or more, up or down with equal odds,
+    against KLL's own ~1.3% of all values. Smaller batches are not compacted here.
 
-    The order changes the error a little, and only downwards: the mean over 20 sketches of the
-    largest rank error at 99 quantiles is 0.0055 in sorted runs against 0.0069 in stream order
-    for 100k values, and equal (0.0063) for 1M. The null tables
-    (:mod:`~modelyard.monitoring.nulls`) keep simulating stream order: a simulation fed in
-    sorted runs at a 100k-row sample is quieter than a real 1M-row profile, and set thresholds
-    that flagged three unshifted columns in two benchmark runs.
+    The order and the compaction change the error a little: the mean over 10 sketches of the
+    largest rank error at 99 quantiles of a normal sample, fed in batches of 6,000, is 0.0053
+    (sorted runs) and 0.0047 (sorted and compacted runs) for 100k values, 0.0061 and 0.0054 for
+    1M; stream order gave 0.0069 for 100k. The null tables (:mod:`~modelyard.monitoring.nulls`)
+    keep simulating stream order: a simulation fed in sorted runs at a 100k-row sample is
+    quieter than a real 1M-row profile, and set thresholds that flagged three unshifted columns
+    in two benchmark runs. ``work`` must be ours to reorder.
     """
-    for start in range(0, work.size, _RUN):
-        work[start:start + _RUN].sort()
-    kll.update(work)
+    step = _run_length(work.size)
+    for start in range(0, work.size, step):
+        run = work[start:start + step]
+        run.sort()
+        if work.size < _RUN:
+            kll.update(run)
+            continue
+        cut = run.size - run.size % (1 << _LEVELS)
+        if cut < run.size:
+            kll.update(run[cut:])
+        picks = _COIN.getrandbits(_LEVELS)
+        for level in range(_LEVELS):
+            run = run[(picks >> level) & 1:cut:2]
+            cut = run.size
+        if coarse is None:
+            coarse = ds.kll_doubles_sketch(k)
+        coarse.update(np.ascontiguousarray(run))
+    return coarse
+
+
+def _run_length(size: int) -> int:
+    """The length of :func:`feed_sorted`'s runs for a batch of ``size`` values: equal runs of
+    at most ``_RUN`` (the last one may be shorter)."""
+    runs = max(1, -(-size // _RUN))
+    return max(1, -(-size // runs))
 
 
 def _scratch(size: int) -> npt.NDArray[np.float64]:

@@ -53,7 +53,23 @@ class WeightedItems:
         """The items and weights a sketch retains (anything iterating ``(item, weight)``)."""
         pairs = np.fromiter(chain.from_iterable(sketch), dtype=np.float64).reshape(-1, 2)
         order = np.argsort(pairs[:, 0], kind="stable")
-        return cls(pairs[order, 0].copy(), pairs[order, 1].copy())
+        items, weights = pairs[order, 0].copy(), pairs[order, 1].copy()
+        total = getattr(sketch, "n", None)
+        if isinstance(total, int) and items.size and weights.sum() != total:
+            return cls._reweighed(sketch, items, total)
+        return cls(items, weights)
+
+    @classmethod
+    def _reweighed(cls, sketch: object, items: Floats, total: int) -> WeightedItems:
+        """Weights from the sketch's own ranks. DataSketches 5.2's iterator reports weight 1
+        for every item of some merged KLL sketches (those whose lowest level is empty): their
+        items then read as a sample drawn level by level, not as the stream. The ranks
+        (``get_cdf``) stay right, and the weight of each distinct item is the step in them."""
+        distinct = np.unique(items)
+        ranks = np.asarray(sketch.get_cdf(distinct.tolist(), True),  # type: ignore[attr-defined]
+                           dtype=np.float64)[:-1]
+        cumulative = np.rint(ranks * total)
+        return cls(distinct, np.diff(cumulative, prepend=0.0))
 
     @property
     def n(self) -> int:
