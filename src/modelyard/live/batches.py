@@ -94,7 +94,7 @@ class Batch:
         """The ids of the batch's requests, each once, in order of first appearance."""
         return list(dict.fromkeys(self._requests))
 
-    def ids_once(self) -> list[str]:
+    def ids_in_order(self) -> list[str]:
         """The ids of the batch's requests in order; an id twice only if a client sent it for
         two requests (a store that keeps each once drops the repeat)."""
         return self._requests

@@ -32,15 +32,9 @@ import numpy as np
 import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
-from modelyard.live.stacked import (
-    MAX_INPUT_COLUMNS,
-    MAX_OUTPUT_COLUMNS,
-    PREDICTION,
-    PROBABILITY_PREFIX,
-    Stacked,
-)
+from modelyard.live.stacked import MAX_INPUT_COLUMNS, PREDICTION, Stacked, output_columns
 from modelyard.live.windows import WindowProfile, save
-from modelyard.monitoring._tables import CATEGORICAL, label_of
+from modelyard.monitoring._tables import CATEGORICAL
 from modelyard.monitoring.profile import TableProfile
 from modelyard.monitoring.sketches import NumericSketch
 from modelyard.serving.model import ServedModel
@@ -121,14 +115,7 @@ def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None,
             stacked = np.concatenate(filled)
         else:
             stacked = np.concatenate(present)
-        flat = stacked.reshape(len(stacked), -1)
-        if name == "predict_proba" and classes and flat.shape[1] == len(classes):
-            columns.update({f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i]
-                            for i, c in enumerate(classes)})
-        elif flat.shape[1] == 1:
-            columns[PREDICTION if name == "predict" else name] = flat[:, 0]
-        elif flat.shape[1] <= MAX_OUTPUT_COLUMNS:
-            columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
+        columns.update(output_columns(name, stacked, classes) or {})  # too wide: left out
     return pd.DataFrame(columns)
 
 
@@ -291,32 +278,31 @@ class Collector:
         observed: list[Folded] = []
         with self._lock:
             for found in stacked:
-                starts = np.floor(found.at / self.window_s) * self.window_s
-                if (starts == starts[0]).all():  # the common case: all in one window
-                    self._fold_stacked(float(starts[0]), found, observed)
-                    continue
-                for start in np.unique(starts):  # oldest first, as they ended
-                    self._fold_stacked(float(start), found.take(starts == start), observed)
+                for start, keep in self._by_window(found.at):
+                    self._fold_stacked(start, found if keep is None else found.take(keep),
+                                       observed)
             for (model, version), items in by_version.items():
                 ats = np.fromiter((item.at for item in items), np.float64, len(items))
-                starts = np.floor(ats / self.window_s) * self.window_s  # as window_start does
-                if (starts == starts[0]).all():
-                    self._fold(model, version, float(starts[0]), items, observed)
-                    continue
-                for start in np.unique(starts):
-                    picked = [items[i] for i in np.flatnonzero(starts == start)]
-                    self._fold(model, version, float(start), picked, observed)
+                for start, keep in self._by_window(ats):
+                    picked = items if keep is None else [items[i] for i in np.flatnonzero(keep)]
+                    self._fold(model, version, start, picked, observed)
         # (the prediction log gets every observation, whatever became of the profiles)
         self.observed += sum(f.requests if isinstance(f, Stacked) else 1 for f in observed)
         if self.log is not None and observed:
             self.log(observed)
         return len(taken) + sum(found.requests for found in stacked)
 
+    def _by_window(self, ats: np.ndarray) -> list[tuple[float, np.ndarray | None]]:
+        """The windows (their starts, oldest first) the requests at ``ats`` fall in, each with
+        which requests (None: all of them, the common case)."""
+        starts = np.floor(ats / self.window_s) * self.window_s  # as window_start does
+        if (starts == starts[0]).all():
+            return [(float(starts[0]), None)]
+        return [(float(start), starts == start) for start in np.unique(starts)]
+
     def _fold_stacked(self, start: float, stacked: Stacked, observed: list[Folded]) -> None:
         window = self._window(stacked.model, stacked.version, start)
-        window.requests += stacked.requests
-        window.latency = window.latency or NumericSketch()
-        window.latency.update(stacked.latency_ms / 1000.0)
+        _count(window, stacked.latency_ms / 1000.0)
         window.rows += stacked.rows
         self._update(window, stacked.profile_columns(), bool(stacked.classes), stacked.rows)
         observed.append(stacked)
@@ -324,10 +310,7 @@ class Collector:
     def _fold(self, model: str, version: int, start: float,
               items: list[Observation | _Failure], observed: list[Folded]) -> None:
         window = self._window(model, version, start)
-        window.requests += len(items)
-        window.latency = window.latency or NumericSketch()
-        window.latency.update(np.fromiter((item.latency_s for item in items), np.float64,
-                                          len(items)))
+        _count(window, np.fromiter((item.latency_s for item in items), np.float64, len(items)))
         served = [item for item in items if isinstance(item, Observation)]
         window.errors += len(items) - len(served)
         if served:
@@ -407,6 +390,13 @@ def _stacked(model: ServedModel, items: list[_Request]) -> Stacked | None:
     _, ids, at, latency, _, data, outputs = zip(*items, strict=True)
     return Stacked.build(model.name, model.version, model.columns, model.manifest.classes,
                          ids, at, latency, data, outputs)
+
+
+def _count(window: WindowProfile, latency_s: np.ndarray) -> None:
+    """Requests (one latency each, in seconds) into the window's count and latency sketch."""
+    window.requests += len(latency_s)
+    window.latency = window.latency or NumericSketch()
+    window.latency.update(latency_s)
 
 
 def _copy(window: WindowProfile) -> WindowProfile:

@@ -105,7 +105,7 @@ class DatabaseSink:
         return batch.requests
 
     def _index_sqlite(self, conn: Connection, batch: Batch, batch_id: int) -> None:
-        ids = (batch_id, orjson.dumps(batch.ids_once()))
+        ids = (batch_id, orjson.dumps(batch.ids_in_order()))
         if self._json_each is None:  # the first time, in a savepoint: find out
             try:
                 with conn.begin_nested():

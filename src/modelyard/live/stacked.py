@@ -1,15 +1,14 @@
 """Answered requests of one model version, stacked column by column, once for all of live
 monitoring.
 
-The common case — every request's inputs one 2-D numeric array of the same width (a tabular
-model's matrix, or an ONNX model's single tensor) and the same numeric outputs — arrives
-already stacked: the collector's :class:`~modelyard.live.recorder.Recorder` copies each
-request's rows into columns as it is answered. The window profile takes those columns as they
-are, and the prediction log builds its batch from the same arrays
-(:func:`modelyard.live.batches.from_stacked`) instead of going back to one record per request.
-:meth:`Stacked.of` stacks observations that were queued one by one instead; anything that does
-not stack (named tensors, text, requests that asked for different outputs) is folded the
-general way, request by request.
+The collector stacks what the data plane recorded every few milliseconds. For the common case
+— every request's inputs one 2-D numeric array of the same width (a tabular model's matrix, or
+an ONNX model's single tensor) and the same numeric outputs — it stacks them here once
+(:meth:`Stacked.build`): the window profile takes the columns as they are, and the prediction
+log builds its batch from the same arrays (:func:`modelyard.live.batches.from_stacked`)
+instead of going back to one record per request. :meth:`Stacked.of` does the same for
+observations queued one by one. Anything that does not stack (named tensors, text, requests
+that asked for different outputs) is folded the general way, request by request.
 
 Outputs take the names window profiles and the log use: ``prediction`` for ``predict``,
 ``proba_<class>`` for ``predict_proba`` with known classes, ``<name>`` for another one-wide
@@ -177,16 +176,11 @@ class Stacked:
         columns: dict[str, np.ndarray] = {}
         loggable = True
         for name, stacked in self.raw.items():
-            flat = stacked.reshape(len(stacked), -1)
-            if name == "predict_proba" and self.classes and flat.shape[1] == len(self.classes):
-                columns.update({f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i]
-                                for i, c in enumerate(self.classes)})
-            elif flat.shape[1] == 1:
-                columns[PREDICTION if name == "predict" else name] = flat[:, 0]
-            elif flat.shape[1] <= MAX_OUTPUT_COLUMNS:
-                columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
-            else:
+            named = output_columns(name, stacked, self.classes)
+            if named is None:
                 loggable = False
+            else:
+                columns.update(named)
         return columns, loggable
 
     @property
@@ -262,11 +256,15 @@ class Stacked:
         )
 
 
-def matrix_of(data: Any) -> np.ndarray | None:
-    """A request's inputs as one 2-D numeric array, when they are one (a tabular model's
-    matrix, or the serving layer's ``{tensor name: array}`` of a single-tensor model)."""
-    if type(data) is dict and len(data) == 1:
-        (data,) = data.values()
-    if type(data) is np.ndarray and data.ndim == 2 and data.dtype.kind in "biuf":
-        return data
+def output_columns(name: str, values: np.ndarray, classes: list[Any] | None
+                   ) -> dict[str, np.ndarray] | None:
+    """One output (one row per input row) as the named columns profiles and the log take (see
+    the module); None when it is too wide for columns."""
+    flat = values.reshape(len(values), -1)
+    if name == "predict_proba" and classes and flat.shape[1] == len(classes):
+        return {f"{PROBABILITY_PREFIX}{label_of(c)}": flat[:, i] for i, c in enumerate(classes)}
+    if flat.shape[1] == 1:
+        return {PREDICTION if name == "predict" else name: flat[:, 0]}
+    if flat.shape[1] <= MAX_OUTPUT_COLUMNS:
+        return {f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])}
     return None

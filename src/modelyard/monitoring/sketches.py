@@ -138,7 +138,8 @@ class NumericSketch:
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, or a sum past 1e308
             mean = float(work.sum()) / total
         if math.isfinite(mean):
-            self._feed(work)  # sorted in runs, so the runs' ends are the extremes
+            # sorted in runs, so the runs' ends are the extremes
+            self._coarse = feed_sorted(self._kll, work, self._coarse, self.k)
             step = _run_length(total)
             low = float(work[::step].min())
             high = max(float(work[step - 1::step].max()), float(work[-1]))
@@ -166,12 +167,8 @@ class NumericSketch:
                 mean = float((x / scale).mean()) * scale  # a sum past 1e308 would be inf
                 centred = x - mean
                 self._add_moments(n, mean, float(centred @ centred), low, high)
-            self._feed(x)
+            self._coarse = feed_sorted(self._kll, x, self._coarse, self.k)
         return self
-
-    def _feed(self, work: npt.NDArray[np.float64]) -> None:
-        coarse = feed_sorted(self._kll, work, self._coarse, self.k)
-        self._coarse = coarse
 
     def _add_moments(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
         """Chan, Golub & LeVeque (1979): pooled mean and sum of squared deviations."""

@@ -28,7 +28,6 @@ class InferencePool:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: list[Any] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads_n = threads
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
             for i in range(threads)
@@ -60,10 +59,11 @@ class InferencePool:
 
     def _hand_over(self) -> None:
         pending, self._pending = self._pending, []
-        if self._threads_n == 1 or len(pending) == 1:
+        threads = len(self._threads)
+        if threads == 1 or len(pending) == 1:
             self._queue.put((self._loop, pending))
             return
-        share = -(-len(pending) // self._threads_n)  # each thread a slice
+        share = -(-len(pending) // threads)  # each thread a slice
         for start in range(0, len(pending), share):
             self._queue.put((self._loop, pending[start:start + share]))
 

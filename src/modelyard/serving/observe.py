@@ -1,9 +1,9 @@
 """What the data plane hands to live monitoring after each answered request: one O(1) call.
 
 The data plane knows only this Protocol; the composition root plugs in
-:class:`modelyard.live.collector.Collector`, which copies what it needs of each request at
-once (so nothing of the request outlives it) and folds it into window profiles and the
-prediction log off the request path.
+:class:`modelyard.live.collector.Collector`, which queues each request's own arrays, stacks
+them within ~10 ms and folds them into window profiles and the prediction log off the request
+path.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class Observer(Protocol):
     def record(self, model: ServedModel, request_id: str, at: float, latency_s: float,
                rows: int, data: Any, outputs: dict[str, np.ndarray]) -> None:
         """Take one answered request of ``model`` (what an :class:`Observation` holds, without
-        building one); must return at once, never raise, and keep nothing of the request's
-        own objects that it needs past the call."""
+        building one); must return at once and never raise. The observer may keep ``data``
+        and ``outputs`` for a while: the caller must not change them afterwards."""
         ...
 
     def observe(self, observation: Observation) -> None:
