@@ -83,11 +83,19 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped, unused-ignore]
 
 from modelyard.errors import InvalidInput
-from modelyard.monitoring._tables import NUMERICAL, as_floats, check_int, kind_of, label_of
+from modelyard.monitoring._multivariate_tables import (
+    Encoder,
+    check_share,
+    checked_frame,
+    common_columns,
+    domain_matrix,
+    listing,
+    sample,
+)
+from modelyard.monitoring._tables import check_int
 from modelyard.monitoring.calibration import _order
 
 Floats = NDArray[np.float64]
-_MAX_CODES = 254  # HGB takes at most max_bins - 1 = 254 categories; rarer ones share one code
 _MAX_ROWS = 10**9
 
 
@@ -173,21 +181,22 @@ def domain_classifier(
     >>> result.drift_detected, next(iter(result.contributions))
     (True, 'c')
     """
-    _check_share("alpha", alpha)
+    check_share("alpha", alpha)
     folds = check_int("folds", folds, 2, 100)
     max_rows = check_int("max_rows", max_rows, 2 * folds, _MAX_ROWS)
     check_int("seed", seed, 0, 2**32 - 1)  # scikit-learn's random_state range
-    columns = _common_columns(_frame(reference, "reference"), _frame(current, "current data"))
+    columns = common_columns(checked_frame(reference, "reference"),
+                             checked_frame(current, "current data"))
     rng = np.random.default_rng(seed)
-    ref = _sample(reference, max_rows, rng)[columns]
-    cur = _sample(current, max_rows, rng)[columns]
+    ref = sample(reference, max_rows, rng)[columns]
+    cur = sample(current, max_rows, rng)[columns]
     for side, frame in (("reference", ref), ("current data", cur)):
         if len(frame) < 2 * folds:
             raise InvalidInput(
                 f"the domain classifier needs at least {2 * folds} rows a side (2 × folds); "
                 f"the {side} has {len(frame)}"
             )
-    x, categorical = _domain_matrix(ref, cur)
+    x, categorical = domain_matrix(ref, cur)
     y = np.repeat([0, 1], [len(ref), len(cur)])
     with threadpool_limits(limits=1, user_api="openmp"):  # see the module docstring
         aucs, variances, lost = _cross_validate(x, y, categorical, folds, seed, rng)
@@ -253,8 +262,8 @@ class PCAReconstruction:
 
     def fit(self, reference: pd.DataFrame) -> Self:
         """Learn the reference's structure and hold half of it out for the threshold."""
-        _check_share("variance", self.variance)
-        _check_share("alpha", self.alpha)
+        check_share("variance", self.variance)
+        check_share("alpha", self.alpha)
         check_int("max_rows", self.max_rows, 1, _MAX_ROWS)
         check_int("seed", self.seed, 0, 2**32 - 1)
         if check_int("n_boot", self.n_boot, 1, 10**7) < _order(self.alpha, self.n_boot):
@@ -263,7 +272,7 @@ class PCAReconstruction:
                 f"n_boot={self.n_boot} cannot resolve alpha={self.alpha}; use at least {needed}"
             )
         rng = np.random.default_rng(self.seed)
-        frame = _sample(_frame(reference, "reference"), self.max_rows, rng)
+        frame = sample(checked_frame(reference, "reference"), self.max_rows, rng)
         rows, width = frame.shape
         if width < 2:
             raise InvalidInput("PCA reconstruction needs at least 2 columns")
@@ -275,7 +284,7 @@ class PCAReconstruction:
             )
         order = rng.permutation(rows)
         fit_rows, held_rows = frame.iloc[order[: rows // 2]], frame.iloc[order[rows // 2 :]]
-        encoder = _Encoder(frame, fit_rows)
+        encoder = Encoder(frame, fit_rows)
         encoded = encoder.transform(fit_rows, "reference")
         if not np.any(encoded.std(axis=0) > 0):
             raise InvalidInput("every column is constant in the reference: nothing to reconstruct")
@@ -297,14 +306,14 @@ class PCAReconstruction:
         """Score a window against the reference, with the threshold for its number of rows."""
         if not hasattr(self, "components_"):
             raise InvalidInput("fit the PCA on a reference before scoring: call fit(reference)")
-        frame = _frame(current, "current data")
+        frame = checked_frame(current, "current data")
         absent = [str(name) for name in self.columns_ if name not in frame.columns]
         if absent:
             raise InvalidInput(
                 f"the current data lacks {len(absent)} column(s) the PCA was fit on: "
-                f"{_listing(absent)}"
+                f"{listing(absent)}"
             )
-        window = _sample(frame, self.max_rows, np.random.default_rng(self.seed))[self.columns_]
+        window = sample(frame, self.max_rows, np.random.default_rng(self.seed))[self.columns_]
         residuals = self._residuals(self.encoder_.transform(window, "current data"))
         score = float(np.mean(np.sqrt(np.sum(residuals**2, axis=1))))
         threshold = self._threshold(len(window))
@@ -354,53 +363,12 @@ def pca_reconstruction(
     >>> pca_reconstruction(*same).drift_detected
     False
     """
-    columns = _common_columns(_frame(reference, "reference"), _frame(current, "current data"))
+    columns = common_columns(checked_frame(reference, "reference"),
+                             checked_frame(current, "current data"))
     detector = PCAReconstruction(variance, alpha, n_boot, seed, max_rows)
     if len(columns) < reference.shape[1]:
         reference = reference[columns]
     return detector.fit(reference).score(current)  # score reads the fitted columns only
-
-
-class _Encoder:
-    """NannyML's preparation: median imputation, frequency encoding, standardisation."""
-
-    def __init__(self, reference: pd.DataFrame, fit_rows: pd.DataFrame) -> None:
-        self.medians: dict[Hashable, float] = {}
-        self.shares: dict[Hashable, tuple[pd.Series, float]] = {}
-        for name in reference.columns:
-            _require_values(reference[name], name)
-            if kind_of(reference[name]) == NUMERICAL:
-                values = _numbers(fit_rows[name], name, "reference")
-                finite = values[np.isfinite(values)]
-                if not finite.size:  # every value fell in the held-out half
-                    finite = _numbers(reference[name], name, "reference")
-                self.medians[name] = float(np.nanmedian(finite))
-            else:
-                labels, missing = _labels(fit_rows[name])
-                found = pd.Series(labels[~missing]).value_counts() / len(labels)
-                self.shares[name] = (found, float(missing.mean()))
-        encoded = self._encode(fit_rows, "reference")
-        self.mean = encoded.mean(axis=0)
-        spread = encoded.std(axis=0)
-        self.scale = np.where(spread > 0, spread, 1.0)
-
-    def transform(self, frame: pd.DataFrame, side: str) -> Floats:
-        return np.asarray((self._encode(frame, side) - self.mean) / self.scale)
-
-    def _encode(self, frame: pd.DataFrame, side: str) -> Floats:
-        columns = []
-        for name in frame.columns:
-            if name in self.medians:
-                values = _numbers(frame[name], name, side)
-                columns.append(np.where(np.isnan(values), self.medians[name], values))
-            else:
-                found, missing_share = self.shares[name]
-                labels, missing = _labels(frame[name])
-                encoded = np.full(len(labels), missing_share)
-                shares = pd.Series(labels[~missing]).map(found).fillna(0.0)
-                encoded[~missing] = shares.to_numpy(dtype=np.float64)
-                columns.append(encoded)
-        return np.column_stack(columns)
 
 
 def _cross_validate(
@@ -430,36 +398,6 @@ def _cross_validate(
     return aucs, variances, lost
 
 
-def _domain_matrix(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[Floats, NDArray[Any]]:
-    """Both sides stacked as floats: numbers with NaN, categories as codes ranked by count."""
-    columns, categorical = [], []
-    for name in reference.columns:
-        _require_values(reference[name], name)
-        numerical = kind_of(reference[name]) == NUMERICAL
-        if numerical:
-            parts = [_numbers(reference[name], name, "reference"),
-                     _numbers(current[name], name, "current data")]
-            columns.append(np.concatenate(parts))
-        else:
-            (ref_labels, ref_missing), (cur_labels, cur_missing) = (
-                _labels(reference[name]), _labels(current[name])
-            )
-            columns.append(_codes(np.concatenate([ref_labels, cur_labels]),
-                                  np.concatenate([ref_missing, cur_missing])))
-        categorical.append(not numerical)
-    return np.column_stack(columns), np.array(categorical)
-
-
-def _codes(labels: NDArray[Any], missing: NDArray[np.bool_]) -> Floats:
-    """Codes 0, 1, … by decreasing count over both sides (labels only: no domain leaks in)."""
-    codes = np.full(len(labels), np.nan)
-    levels, inverse, counts = np.unique(labels[~missing], return_inverse=True, return_counts=True)
-    rank = np.empty(len(levels), dtype=np.float64)
-    rank[np.argsort(-counts, kind="stable")] = np.arange(len(levels))
-    codes[~missing] = np.minimum(rank, _MAX_CODES)[inverse]
-    return codes
-
-
 def _mann_whitney_variance(scores: Floats, labels: NDArray[Any]) -> float:
     """Variance of the AUC of random labels on these scores (Mann & Whitney 1947, ties)."""
     positives = int(labels.sum())
@@ -476,70 +414,3 @@ def _shares(columns: Any, signal: Floats) -> dict[str, float]:
     shares = positive / total if total > 0 else positive
     ranked = sorted(zip((str(c) for c in columns), shares, strict=True), key=lambda p: -p[1])
     return {name: float(share) for name, share in ranked}
-
-
-def _frame(data: Any, side: str) -> pd.DataFrame:
-    if not isinstance(data, pd.DataFrame):
-        raise InvalidInput(f"the {side} must be a pandas DataFrame, not {type(data).__name__}")
-    if data.shape[1] == 0:
-        raise InvalidInput(f"the {side} has no columns")
-    if len(data) == 0:
-        raise InvalidInput(f"the {side} has no rows")
-    if not data.columns.is_unique:
-        twice = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
-        raise InvalidInput(f"column names must be unique; the {side} repeats {_listing(twice)}")
-    return data
-
-
-def _common_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[Hashable]:
-    common: list[Hashable] = [name for name in reference.columns if name in current.columns]
-    if not common:
-        raise InvalidInput(
-            "the reference and the current data have no column in common (reference: "
-            f"{_listing(reference.columns)}; current: {_listing(current.columns)})"
-        )
-    return common
-
-
-def _listing(names: Any, most: int = 5) -> str:
-    shown = [str(name) for name in list(names)[:most]]
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-
-
-def _sample(frame: pd.DataFrame, max_rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    if len(frame) <= max_rows:
-        return frame
-    return frame.iloc[np.sort(rng.choice(len(frame), max_rows, replace=False))]
-
-
-def _numbers(series: pd.Series, name: Hashable, side: str) -> Floats:
-    """A new float array (the frame is never written to), ±inf as missing."""
-    try:
-        values = as_floats(series)
-    except InvalidInput as error:
-        raise InvalidInput(
-            f"column {str(name)!r} is numerical in the reference, but in the {side} {error}"
-        ) from None
-    return np.where(np.isfinite(values), values, np.nan)
-
-
-def _labels(series: pd.Series) -> tuple[NDArray[Any], NDArray[np.bool_]]:
-    """Each value's category label (``label_of``), and which values are missing."""
-    missing = series.isna().to_numpy(dtype=bool)
-    raw = series.to_numpy(dtype=object)
-    labels = ["" if gone else label_of(value) for value, gone in zip(raw, missing, strict=True)]
-    return np.array(labels, dtype=str), missing
-
-
-def _require_values(series: pd.Series, name: Hashable) -> None:
-    present = series.notna().to_numpy(dtype=bool)
-    if kind_of(series) == NUMERICAL:
-        present = present & np.isfinite(_numbers(series, name, "reference"))
-    if not present.any():
-        raise InvalidInput(f"column {str(name)!r} has no values in the reference; drop it")
-
-
-def _check_share(name: str, value: float) -> None:
-    if not isinstance(value, float | int) or isinstance(value, bool) or not 0 < value < 1:
-        raise InvalidInput(f"{name} must be between 0 and 1, not {value!r}")
