@@ -56,12 +56,15 @@ class ServedModel:
             and "BYTES" not in kinds
         ):
             self.matrix_dtype = numpy_dtype(next(iter(kinds)))
-        # One tensor input: a request that already matches it is taken as it is.
-        self._single: tuple[str, str, list[int], np.dtype[Any]] | None = None
+        # One tensor input: a request that already matches it is taken as it is. Kept as its
+        # name, datatype, dtype, rank and the (axis, size) pairs its shape fixes.
+        self._single: tuple[str, str, np.dtype[Any], int, tuple[tuple[int, int], ...]] | None
+        self._single = None
         if not self.signature.columnar and len(self.signature.inputs) == 1:
             spec = self.signature.inputs[0]
-            self._single = (spec.name, spec.datatype, list(spec.shape),
-                            numpy_dtype(spec.datatype))
+            fixed = tuple((axis, size) for axis, size in enumerate(spec.shape) if size != -1)
+            self._single = (spec.name, spec.datatype, numpy_dtype(spec.datatype),
+                            len(spec.shape), fixed)
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(
@@ -162,13 +165,17 @@ class ServedModel:
     def _prepare_tensors(self, inputs: list[Tensor]) -> Prepared:
         single = self._single
         if single is not None and len(inputs) == 1:
-            name, datatype, shape, dtype = single
+            name, datatype, dtype, rank, fixed = single
             only = inputs[0]
             array = only.data
             if (only.name == name and only.datatype == datatype and array.dtype == dtype
-                    and array.ndim == len(shape) and array.ndim > 0 and array.shape[0] > 0
-                    and all(w in (-1, g) for w, g in zip(shape, array.shape, strict=True))):
-                return Prepared({name: array}, int(array.shape[0]))
+                    and array.ndim == rank and rank > 0 and array.shape[0] > 0):
+                shape = array.shape
+                for axis, size in fixed:
+                    if shape[axis] != size:
+                        break
+                else:
+                    return Prepared({name: array}, shape[0])
         expected = self.signature.input_names
         names = [t.name for t in inputs]
         unknown = [n for n in names if n not in expected]

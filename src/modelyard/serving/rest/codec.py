@@ -42,6 +42,7 @@ class _Request(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_Request)
 _CONTROL = re.compile("[\x00-\x1f\x7f]").search
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
+_NO_BINARY = memoryview(b"")
 
 
 def decode_infer(
@@ -62,7 +63,7 @@ def decode_infer(
             )
         head, binary = body[:header_length], memoryview(body)[header_length:]
     else:
-        head, binary = body, memoryview(b"")
+        head, binary = body, _NO_BINARY
     if not head:
         raise InvalidInput("the request body is empty; expected an OIP inference request")
     try:
@@ -77,7 +78,7 @@ def decode_infer(
     inputs = []
     offset = 0
     for item in raw.inputs:
-        size = (item.parameters or {}).get("binary_data_size")
+        size = item.parameters.get("binary_data_size") if item.parameters else None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise InvalidInput(
@@ -97,26 +98,24 @@ def decode_infer(
         raise InvalidInput(
             f"the body has {len(binary) - offset} bytes of binary data no input claims"
         )
-    params = raw.parameters or {}
     outputs = None
     if raw.outputs is not None:
         outputs = [RequestedOutput(o.name, o.parameters or {}) for o in raw.outputs]
     deadline = None
-    timeout_us = params.get("timeout")
-    if isinstance(timeout_us, int | float) and timeout_us > 0:
-        deadline = time.monotonic() + timeout_us / 1e6
+    binary_default = False
+    params = raw.parameters
+    if params:
+        timeout_us = params.get("timeout")
+        if isinstance(timeout_us, int | float) and timeout_us > 0:
+            deadline = time.monotonic() + timeout_us / 1e6
+        binary_default = bool(params.get("binary_data_output", False))
+    else:
+        params = {}
     if timeout_ms is not None:
         deadline = time.monotonic() + timeout_ms / 1e3
-    request = InferRequest(
-        model=model,
-        inputs=inputs,
-        version=version,
-        id=raw.id if raw.id is not None else request_id,
-        outputs=outputs,
-        parameters=params,
-        deadline=deadline,
-    )
-    return request, bool(params.get("binary_data_output", False))
+    request = InferRequest(model, inputs, version, raw.id if raw.id is not None else request_id,
+                           outputs, params, deadline)
+    return request, binary_default
 
 
 def encode_infer(
