@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -206,6 +207,47 @@ def test_submit_answers_in_a_callback_as_infer_does(make_dataplane) -> None:  # 
     assert ok
     assert float(ok[0].rsplit(" ", 1)[1]) == 3.0  # a, d, and infer's own
     assert dp._in_flight == 0
+
+
+def test_a_model_without_batching_reports_its_waits_model_time_and_rows(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    """Batching off (the default), every request that reaches the model is timed as a batcher
+    times a batch: its wait for a model thread, its time in the model, its rows; on the
+    callback path, the deadline path and infer's own. Requests refused before the model are
+    not."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dp: DataPlane = make_dataplane()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
+        left = [2]
+
+        def done(response: object, error: BaseException | None) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                answered.set_result(None)
+
+        dp.submit(_request(X[:3]), "rest", done)
+        dp.submit(_request(X[:2, :29]), "rest", done)  # refused before the model
+        await asyncio.wait_for(answered, 30)
+        await dp.infer(_request(X[:1], deadline=time.monotonic() + 30), "rest")
+        await dp.infer(_request(X[:5]), "grpc")
+
+    asyncio.run(scenario())
+    samples = {(s.name, s.labels.get("le")): s.value
+               for f in text_string_to_metric_families(dp.metrics.exposition().decode())
+               for s in f.samples if s.labels.get("model") == "cancer"}
+    assert samples[("modelyard_inference_duration_seconds_count", None)] == 3
+    assert samples[("modelyard_queue_duration_seconds_count", None)] == 3
+    assert samples[("modelyard_batch_size_rows_count", None)] == 3
+    assert samples[("modelyard_batch_size_rows_sum", None)] == 3 + 1 + 5
+    assert samples[("modelyard_batch_size_rows_bucket", "4.0")] == 2  # 3 rows and 1 row
+    took = samples[("modelyard_inference_duration_seconds_sum", None)]
+    assert 0 < took < 30
+    assert 0 <= samples[("modelyard_queue_duration_seconds_sum", None)] < 30
 
 
 def test_submitted_requests_are_batched_without_tasks_and_a_full_queue_refuses(  # type: ignore[no-untyped-def]

@@ -147,7 +147,17 @@ class DataPlane(AdminRoutes):
 
         assert isinstance(begun, Prepared)
         if slot.batcher is None:
-            self.manager.pool.call(model.run, (begun.data, begun.outputs), finished)
+            observe, labels, rows = self.metrics.observe_run, slot.labels, begun.rows
+
+            def ran(result: _Timed | None, error: BaseException | None) -> None:
+                if result is None:
+                    finished(None, error)
+                    return
+                observe(labels, rows, result[1], result[2])
+                finished(result[0], None)
+
+            self.manager.pool.call(
+                _timed, (model.run, begun.data, begun.outputs, time.perf_counter()), ran)
             return
         try:
             slot.batcher.put(begun, finished)
@@ -289,11 +299,16 @@ class DataPlane(AdminRoutes):
             raise DeadlineExceeded("the request's deadline passed before it reached the model")
         if slot.batcher is not None:
             return await slot.batcher.submit(prepared, deadline)
-        future = self.manager.pool.run(model.run, prepared.data, prepared.outputs)
+        future = self.manager.pool.run(_timed, model.run, prepared.data, prepared.outputs,
+                                       time.perf_counter())
         try:
             if deadline is None:
-                return await future
-            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+                outputs, waited, took = await future
+            else:
+                outputs, waited, took = await asyncio.wait_for(
+                    future, max(0.0, deadline - time.monotonic()))
+            self.metrics.observe_run(slot.labels, prepared.rows, waited, took)
+            return outputs
         except TimeoutError:
             raise DeadlineExceeded(
                 f"the request's deadline passed while model {model.key} was running"
@@ -440,6 +455,18 @@ class DataPlane(AdminRoutes):
         for slot in self.manager.slots():
             if slot.batcher is not None:
                 await slot.batcher.close()
+
+
+_Timed = tuple[dict[str, np.ndarray], float, float]
+
+
+def _timed(run: Callable[[Any, Any], dict[str, np.ndarray]], data: Any, outputs: Any,
+           handed: float) -> _Timed:
+    """``run(data, outputs)`` on a model thread, with how long the call waited for the thread
+    since ``handed`` and how long it ran (batching off: what a batcher reports per batch)."""
+    started = time.perf_counter()
+    result = run(data, outputs)
+    return result, started - handed, time.perf_counter() - started
 
 
 def _settle(task: asyncio.Task[InferResponse], done: Done) -> None:

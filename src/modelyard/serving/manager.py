@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -51,6 +52,11 @@ class Slot:
     @property
     def key(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @cached_property
+    def labels(self) -> tuple[str, str]:
+        """``(model, version)`` as the serving metrics label its series."""
+        return self.name, str(self.version)
 
     def require_ready(self) -> ServedModel:
         if self.state != READY or self.model is None:

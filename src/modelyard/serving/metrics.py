@@ -105,17 +105,18 @@ class ServingMetrics:
         )
         self.queue_seconds = LoopHistogram(
             "modelyard_queue_duration_seconds",
-            "Time a request waited in its model's batch queue.",
+            "Time a request waited for its model: in its batch queue, or for a model thread "
+            "when batching is off.",
             ["model", "version"], _LATENCY_BUCKETS, r,
         )
         self.inference_seconds = LoopHistogram(
             "modelyard_inference_duration_seconds",
-            "Time one batch spent in the model.",
+            "Time one batch (batching off: one request) spent in the model.",
             ["model", "version"], _LATENCY_BUCKETS, r,
         )
         self.batch_rows = LoopHistogram(
             "modelyard_batch_size_rows",
-            "Rows per batch run by a model.",
+            "Rows per batch run by a model (batching off: per request).",
             ["model", "version"], _BATCH_BUCKETS, r,
         )
         self.queue_depth = Gauge(
@@ -182,6 +183,14 @@ class ServingMetrics:
             self.queue_seconds.observe(key, waited)
         self.inference_seconds.observe(key, stats.run_seconds)
         self.batch_rows.observe(key, stats.size_rows)
+
+    def observe_run(self, key: tuple[str, str], rows: int, waited: float, took: float) -> None:
+        """One request run alone (batching off) of the model version ``key`` (model,
+        version): its wait for a model thread, its time in the model and its rows, in the
+        series a batcher reports per batch."""
+        self.queue_seconds.observe(key, waited)
+        self.inference_seconds.observe(key, took)
+        self.batch_rows.observe(key, rows)
 
     def track_queue(self, model: str, version: str, depth: Any) -> None:
         """Report a queue's depth by calling ``depth()`` at scrape time."""
