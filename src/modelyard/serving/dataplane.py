@@ -12,7 +12,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from modelyard.errors import (
     DeadlineExceeded,
@@ -22,7 +21,7 @@ from modelyard.errors import (
     NotFound,
     Unavailable,
 )
-from modelyard.registry.signature import to_frame, to_tensors
+from modelyard.serving import instances as v1
 from modelyard.serving.admin import AdminRoutes
 from modelyard.serving.batching import model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
@@ -385,37 +384,10 @@ class DataPlane(AdminRoutes):
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> tuple[list[Any], int]:
         """:meth:`predict_v1`, and the version that answered (V1 bodies cannot say it)."""
-        if not isinstance(instances, list) or not instances:
-            raise InvalidInput("'instances' must be a non-empty list")
+        rows = v1.require_rows(instances)
         slot = self._slot(InferRequest(name, [], headers=headers))
         model = slot.require_ready()
-        signature = model.signature
-        if signature.columnar:
-            if all(isinstance(row, dict) for row in instances):
-                frame = pd.DataFrame.from_records(instances)
-            elif all(isinstance(row, list) for row in instances):
-                widths = {len(row) for row in instances}
-                if widths != {len(model.columns)}:
-                    raise InvalidInput(
-                        f"each instance must have {len(model.columns)} values "
-                        f"({', '.join(model.columns[:8])}…); got {sorted(widths)}"
-                    )
-                frame = pd.DataFrame(instances, columns=model.columns)
-            else:
-                raise InvalidInput("instances must all be lists of values or all be objects")
-            frame = to_frame(frame, signature)
-            data: Any = frame.to_numpy(dtype=model.matrix_dtype) if model.matrix_dtype else frame
-        else:
-            if len(signature.inputs) != 1:
-                raise InvalidInput(
-                    f"model {model.key} takes {len(signature.inputs)} inputs; use the v2 API"
-                )
-            spec = signature.inputs[0]
-            try:
-                array = np.asarray(instances, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise InvalidInput("instances must be numbers for this model") from None
-            data = to_tensors({spec.name: array}, signature)
+        data = v1.model_input(model, rows)
         started = time.perf_counter()
         outputs = await self._observed(
             slot, "rest_v1", started,
@@ -425,7 +397,7 @@ class DataPlane(AdminRoutes):
             self.observer.record(model, request_id or request_ids.next(), time.time(),
                                  time.perf_counter() - started, len(instances), data, outputs)
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
-        return [_plain(value) for value in main], model.version
+        return [v1.plain(value) for value in main], model.version
 
     def status_v1(self, name: str) -> dict[str, Any]:
         slot = self.manager.resolve(name)
@@ -498,12 +470,3 @@ def _outcome(exc: BaseException) -> str:
         return "cancelled"
     return "error"
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
