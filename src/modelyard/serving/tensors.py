@@ -91,8 +91,7 @@ def from_json(
         ) from None
     if datatype != "BOOL" and _has_bools(data):
         raise InvalidInput(f"input {name!r} is {datatype} but holds true/false values")
-    if array.size != count:
-        _check_count(name, shape, count, array.size)
+    _check_count(name, shape, count, array.size)
     return Tensor(name, datatype, list(shape), array.reshape(shape))
 
 
