@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -138,6 +139,31 @@ def test_replicas_merge_into_the_profile_of_all_their_requests(
         assert mine[name].mean == pytest.approx(theirs[name].mean)
         assert mine[name].max == theirs[name].max
     assert mine["prediction"].counts == theirs["prediction"].counts
+
+
+def test_a_running_collector_stores_a_window_as_soon_as_it_ends(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    # The background thread folds every `interval_s`, and at once when a window ends, so the
+    # monitor finds each ended window whole; here the interval is never reached.
+    X, _ = cancer
+    database = open_database(served.resolved_database_url, served.store)
+    clock = FakeClock(T0 + 5)
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=clock, interval_s=3600)
+    collector.start()
+    try:
+        observe(collector, cancer_model, traffic(cancer, 5, 140), T0 + 1, list(X.columns))
+        time.sleep(0.3)  # thirty stacking rounds: queued and stacked, not folded
+        assert load(database, "cancer", 1) == []
+        deadline = time.monotonic() + 30
+        clock.at = T0 + WINDOW + 1
+        while not load(database, "cancer", 1):
+            assert time.monotonic() < deadline, "the ended window was not stored"
+            time.sleep(0.01)
+        [window] = load(database, "cancer", 1)
+        assert (window.start, window.rows, window.requests) == (T0, 140, 20)
+    finally:
+        collector.close()
 
 
 def test_failures_count_as_errors_and_the_window_survives_a_restart(

@@ -81,6 +81,28 @@ def test_the_callers_values_are_left_as_they_were(gap: float | None) -> None:
     assert abs(np.mean(finite <= median) - 0.5) <= sketch.rank_error
 
 
+@pytest.mark.parametrize("gap", [None, np.nan], ids=["finite", "with-nan"])
+def test_float32_columns_sketch_as_their_exact_float64_values(gap: float | None) -> None:
+    # Served FP32 tensors reach the sketch as strided float32 columns, sorted as float32: the
+    # summary must be that of the same values as float64 (KLL's own coin aside), and the
+    # matrix untouched.
+    matrix = np.random.default_rng(5).normal(size=(3_000, 4)).astype(np.float32)
+    if gap is not None:
+        matrix[::11, 1] = gap
+    before = matrix.copy()
+    sketch = NumericSketch().update(matrix[:, 1])
+    np.testing.assert_array_equal(matrix, before)
+    values = matrix[:, 1].astype(np.float64)
+    finite = values[np.isfinite(values)]
+    summary = sketch.result()
+    assert (summary.count, summary.missing) == (values.size, values.size - finite.size)
+    assert (summary.min, summary.max) == (finite.min(), finite.max())
+    assert summary.mean == pytest.approx(finite.mean(), rel=1e-9)
+    points = np.quantile(finite, [0.05, 0.25, 0.5, 0.75, 0.95])
+    exact = np.array([(finite <= p).mean() for p in points])
+    assert np.abs(sketch.cdf(points) - exact).max() <= sketch.rank_error
+
+
 def test_moments_stay_exact_far_from_zero_over_many_chunks() -> None:
     values = 1e9 + np.random.default_rng(1).normal(0.0, 1e-3, 100_000)
     sketch = NumericSketch()
