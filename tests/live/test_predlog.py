@@ -393,6 +393,39 @@ def test_a_batch_written_twice_is_stored_once(db: Database) -> None:
     assert len(sink.read("churn", None, None, None)) == 75
 
 
+def test_batches_stored_with_zstd_by_an_earlier_version_stay_readable(db: Database) -> None:
+    """The log's payload codec changed from zstd to LZ4: both kinds of stored batch, and a
+    zstd batch replayed from an old journal, read back the same."""
+    import base64
+
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from modelyard.live.sinks import DatabaseSink
+
+    def zstd(batch: Batch) -> bytes:  # what the earlier version stored
+        sink = pa.BufferOutputStream()
+        options = ipc.IpcWriteOptions(compression="zstd", use_threads=False)
+        with ipc.new_stream(sink, batch.table.schema, options=options) as writer:
+            writer.write_table(batch.table)
+        return bytes(sink.getvalue().to_pybytes())
+
+    old, journaled, new = (encode([record(i, T0) for i in range(k, k + 20)])[0]
+                           for k in (0, 100, 200))
+    assert zstd(old) != old.payload()  # the codec really differs
+    entry = {**journaled.to_journal(), "payload": base64.b64encode(zstd(journaled)).decode()}
+    sink = DatabaseSink(db)
+    stored = [Batch.from_payload(old.key, old.model, old.version, zstd(old)),
+              Batch.from_journal(entry), new]
+    assert sink.write_batches(stored) == 60
+    rows = sink.read("churn", None, None, None)
+    assert sorted(row["request_id"] for row in rows) == sorted(
+        f"r{i}" for k in (0, 100, 200) for i in range(k, k + 20))
+    by_id = {row["request_id"]: row for row in rows}
+    assert by_id["r105"]["inputs"] == {"x": [105.0], "y": [106.0]}
+    assert by_id["r7"]["outputs"]["prediction"] == [0]
+
+
 def test_requests_logged_before_the_batch_format_stay_readable_and_labelled(
     database_url: str,
 ) -> None:
