@@ -166,6 +166,32 @@ def test_a_running_collector_stores_a_window_as_soon_as_it_ends(
         collector.close()
 
 
+def test_light_traffic_still_reaches_the_profile_and_the_log_without_a_window_ending(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    # A handful of requests never fill a fold (4,096) and make the thread stack less often;
+    # they are folded anyway within four fold intervals, with no window end or close needed.
+    X, _ = cancer
+    database = open_database(served.resolved_database_url, served.store)
+    folded: list[Folded] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0 + 5),
+                          log=folded.extend, interval_s=0.05)
+    collector.start()
+    try:
+        observe(collector, cancer_model, traffic(cancer, 6, 21), T0 + 1, list(X.columns))
+        deadline = time.monotonic() + 30
+        while collector.observed < 3:
+            assert time.monotonic() < deadline, "light traffic was never folded"
+            time.sleep(0.01)
+        assert [o.request_id for o in observations_of(folded)] == [
+            f"r{T0 + 1}-{i}" for i in range(3)]
+        assert collector.flush() == 1
+        [window] = load(database, "cancer", 1)
+        assert (window.requests, window.rows) == (3, 21)
+    finally:
+        collector.close()
+
+
 def test_failures_count_as_errors_and_the_window_survives_a_restart(
     served: Settings, cancer: Data, cancer_model: Pipeline
 ) -> None:

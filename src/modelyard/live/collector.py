@@ -1,14 +1,15 @@
 """Observations from the data plane → window profiles per model version, off the request path.
 
 :meth:`Collector.record` (the data plane's call) and :meth:`Collector.observe` are one
-``deque.append``. A background thread stacks what queued every ``stack_interval_s`` (10 ms)
-per model version into columns (:mod:`.stacked`: inputs, then the outputs as ``prediction``
-and ``proba_<class>`` columns, the names reports use), and every ``interval_s`` folds the
-stacked columns into that version's window profile with one chunk (and at once when a window
-ends, so that it is stored whole before the monitor judges it); the same stacked groups go
-on to the prediction log, so a request's arrays are stacked once for both. A window is written
-to the store when it ends, on :meth:`Collector.flush`, and on :meth:`Collector.close`; a
-replica writes the whole of its window each time, so a rewrite replaces rather than adds.
+``deque.append``. A background thread stacks what queued every ``stack_interval_s`` (10 ms;
+less often under light traffic) per model version into columns (:mod:`.stacked`: inputs,
+then the outputs as ``prediction`` and ``proba_<class>`` columns, the names reports use), and
+every ``interval_s`` folds the stacked columns into that version's window profile with one
+chunk (and at once when a window ends, so that it is stored whole before the monitor judges
+it); the same stacked groups go on to the prediction log, so a request's arrays are stacked
+once for both. A window is written to the store when it ends, on :meth:`Collector.flush`, and
+on :meth:`Collector.close`; a replica writes the whole of its window each time, so a rewrite
+replaces rather than adds.
 
 Why stack so often: a request's own objects (its arrays, dicts, id) cost a server more the
 longer they live. Held for a whole fold interval (half a second: thousands of requests),
@@ -48,6 +49,12 @@ log = logging.getLogger("modelyard.monitoring")
 # What the prediction log is handed each round: stacked groups, and requests that are not.
 Folded = Stacked | Observation
 
+
+# the thread's cadence under light traffic (Collector's interval_s and stack_interval_s)
+_FEW = 32  # a stacking round that took fewer requests than this makes the next one wait
+_SLOWER = 10  # ... this many stacking intervals
+_FOLD_REQUESTS = 4_096  # requests that make a fold due at interval_s
+_SLOWER_FOLD = 4  # with fewer, a fold is due after this many intervals
 
 # what Collector.record queues: the data plane's model, request id, at, latency, rows, data,
 # outputs
@@ -132,11 +139,15 @@ class Collector:
     clock : wall-clock time for window boundaries (a fake one in tests).
     log : called with what each fold took (the prediction log), off the request path:
         :class:`~modelyard.live.stacked.Stacked` groups and single observations.
-    interval_s : how often the thread folds into the window profiles, and at once when a
-        window has ended (so that it is stored whole before the monitor judges it). Half a
-        second holds ~8,000 requests at a busy server's rate: enough for the sketches' cheaper
-        path for large batches (see :func:`~modelyard.monitoring.sketches.feed_sorted`).
-    stack_interval_s : how often it stacks what queued (see the module).
+    interval_s : how often the thread folds into the window profiles once 4,096 requests
+        wait (else at the latest every four intervals), and at once when a window has ended
+        (so that it is stored whole before the monitor judges it). Half a second holds
+        ~8,000 requests at a busy server's rate: enough for the sketches' cheaper path for
+        large batches (see :func:`~modelyard.monitoring.sketches.feed_sorted`).
+    stack_interval_s : how often it stacks what queued (see the module); ten times as long
+        after a round that found fewer than 32 requests. Each round and each fold has a cost
+        of its own (a wake-up, per-column work), which at a few hundred requests a second
+        came to ~25 µs a request at the old fixed cadence.
     max_buffer : requests queued before new ones are dropped (counted in ``dropped``).
     """
 
@@ -193,15 +204,24 @@ class Collector:
         self._thread.start()
 
     def _loop(self) -> None:
-        fold_at = time.monotonic() + self.interval_s
+        folded_at = time.monotonic()
         window = self._current_window()
-        while not self._stop.wait(self.stack_interval_s):
+        waiting = 0  # requests stacked since the last fold
+        wait = self.stack_interval_s
+        while not self._stop.wait(wait):
             try:
-                self.stack()
+                taken = self.stack()
+                waiting += taken
+                # light traffic: each round's and each fold's own cost would be spread over
+                # few requests, so both wait longer (see the class)
+                wait = self.stack_interval_s * (1 if taken >= _FEW else _SLOWER)
                 current = self._current_window()
-                if time.monotonic() >= fold_at or current != window:
-                    fold_at = time.monotonic() + self.interval_s
+                since = time.monotonic() - folded_at
+                if current != window or since >= self.interval_s * _SLOWER_FOLD or (
+                        since >= self.interval_s and waiting >= _FOLD_REQUESTS):
+                    folded_at = time.monotonic()
                     window = current
+                    waiting = 0
                     self.drain()
                     self.flush(ended_only=True)
             except Exception:  # the server keeps serving; the next round retries
