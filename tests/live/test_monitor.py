@@ -25,6 +25,8 @@ from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
 from modelyard.settings import Settings
 from modelyard.store import Database
 
+from .conftest import wait_for
+
 Data = tuple[pd.DataFrame, pd.Series]
 WINDOW = 60.0
 T0 = 1_800_000_000.0  # a window boundary
@@ -155,11 +157,8 @@ def test_a_running_collector_stores_a_window_as_soon_as_it_ends(
         observe(collector, cancer_model, traffic(cancer, 5, 140), T0 + 1, list(X.columns))
         time.sleep(0.3)  # thirty stacking rounds: queued and stacked, not folded
         assert load(database, "cancer", 1) == []
-        deadline = time.monotonic() + 30
         clock.at = T0 + WINDOW + 1
-        while not load(database, "cancer", 1):
-            assert time.monotonic() < deadline, "the ended window was not stored"
-            time.sleep(0.01)
+        wait_for(lambda: bool(load(database, "cancer", 1)))
         [window] = load(database, "cancer", 1)
         assert (window.start, window.rows, window.requests) == (T0, 140, 20)
     finally:
@@ -179,10 +178,7 @@ def test_light_traffic_still_reaches_the_profile_and_the_log_without_a_window_en
     collector.start()
     try:
         observe(collector, cancer_model, traffic(cancer, 6, 21), T0 + 1, list(X.columns))
-        deadline = time.monotonic() + 30
-        while collector.observed < 3:
-            assert time.monotonic() < deadline, "light traffic was never folded"
-            time.sleep(0.01)
+        wait_for(lambda: collector.observed == 3)
         assert [o.request_id for o in observations_of(folded)] == [
             f"r{T0 + 1}-{i}" for i in range(3)]
         assert collector.flush() == 1
