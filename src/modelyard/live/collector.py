@@ -23,7 +23,6 @@ what lives on until the fold is a few arrays per hundred requests.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -36,7 +35,7 @@ import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
 from modelyard.live.stacked import MAX_INPUT_COLUMNS, PREDICTION, Stacked, output_columns
-from modelyard.live.windows import WindowProfile, save
+from modelyard.live.windows import WindowProfile, save, window_start
 from modelyard.monitoring._tables import CATEGORICAL
 from modelyard.monitoring.profile import TableProfile
 from modelyard.monitoring.sketches import NumericSketch
@@ -228,7 +227,7 @@ class Collector:
                 log.exception("monitoring: could not update or store window profiles")
 
     def _current_window(self) -> float:
-        return math.floor(self.clock.now().timestamp() / self.window_s)
+        return window_start(self.clock.now().timestamp(), self.window_s)
 
     def stack(self) -> int:
         """Stack what queued since the last call, per model version; returns requests taken."""
