@@ -19,10 +19,10 @@ from modelyard.live.history import History
 from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.stacked import Stacked
 from modelyard.live.windows import load
-from modelyard.serving import InferencePool, build_dataplane
+from modelyard.serving import DataPlane, InferencePool, build_dataplane
 from modelyard.serving.observe import Observation
-from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
-from modelyard.settings import Settings
+from modelyard.serving.types import InferRequest, InferResponse, RequestedOutput, Tensor
+from modelyard.settings import ModelServingSettings, Settings
 from modelyard.store import Database
 
 from .conftest import wait_for
@@ -364,3 +364,122 @@ def test_the_data_planes_requests_reach_the_window_and_the_log_stacked(
     assert summary["mean radius"].count == 90
     assert summary["mean radius"].max == rows[:90, 0].max()
     assert summary["proba_1"].missing == 10  # the 5 requests that asked only for predict
+
+
+def batched_dataplane(settings: Settings, pool: InferencePool, collector: Collector,
+                      ) -> DataPlane:
+    """The real data plane with ``cancer`` batched (up to 8 rows, 50 ms) and ``collector`` as
+    its observer."""
+    serving = settings.serving.model_copy(update={"models": {
+        "cancer": ModelServingSettings(max_batch_size=8, max_delay_ms=50)}})
+    dataplane = build_dataplane(modelyard.open_registry(settings), serving, pool)
+    dataplane.observer = collector
+    return dataplane
+
+
+async def answer_all(dataplane: DataPlane, requests: list[InferRequest]
+                     ) -> list[InferResponse | BaseException]:
+    """Send every request at once, half through ``submit`` (the callback path) and half through
+    ``infer`` with a deadline (the task path), as the REST and gRPC adapters do."""
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[InferResponse]] = []
+    for i, request in enumerate(requests):
+        if i % 2:
+            request.deadline = time.monotonic() + 30
+            waiting.append(asyncio.ensure_future(dataplane.infer(request, "rest")))
+            continue
+        future: asyncio.Future[InferResponse] = loop.create_future()
+
+        def done(response: InferResponse | None, error: BaseException | None,
+                 future: asyncio.Future[InferResponse] = future) -> None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert response is not None
+                future.set_result(response)
+
+        dataplane.submit(request, "rest", done)
+        waiting.append(future)
+    return await asyncio.gather(*waiting, return_exceptions=True)
+
+
+def test_a_batched_models_requests_reach_the_window_and_the_log_as_the_model_ran_them(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    """With batching, the batcher hands each answered batch to monitoring whole: no request
+    is split off and stacked again. Every request still reaches the window and the log once,
+    under the id its caller got, with its own rows, its own outputs and its own latency."""
+    X, _ = cancer
+    database = open_database(served.resolved_database_url, served.store)
+    pool = InferencePool(1)
+    folded: list[Folded] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
+                          log=folded.extend)
+    dataplane = batched_dataplane(served, pool, collector)
+    rows = X.to_numpy(np.float64)
+    sizes = [1, 2, 3, 1, 1, 2, 4, 1] * 3  # 24 requests, 45 rows: batches of several requests
+    edges = np.cumsum([0, *sizes])
+    requests = [InferRequest("cancer", [Tensor("x", "FP64", [n, 30], rows[a:a + n])],
+                             id=None if i % 3 else f"mine-{i}")
+                for i, (n, a) in enumerate(zip(sizes, edges, strict=False))]
+    began = time.perf_counter()
+    try:
+        answers = asyncio.run(answer_all(dataplane, requests))
+        took = time.perf_counter() - began
+        collector.close()
+    finally:
+        pool.shutdown()
+    assert all(isinstance(a, InferResponse) for a in answers), answers
+    ids = [a.id for a in answers if isinstance(a, InferResponse)]
+    assert [ids[i] for i in range(0, 24, 3)] == [f"mine-{i}" for i in range(0, 24, 3)]
+    windows = load(database, "cancer", 1)
+    assert sum(w.rows for w in windows) == 45
+    assert sum(w.requests for w in windows) == 24
+    assert all(isinstance(item, Stacked) for item in folded)
+    assert max(item.requests for item in folded) > 1
+    logged = {o.request_id: o for o in observations_of(folded)}
+    assert sorted(logged) == sorted(ids)  # each request once, under the id its caller got
+    expected = cancer_model.predict_proba(X.iloc[:45])
+    for i, request_id in enumerate(ids):
+        seen, (a, b) = logged[request_id], (edges[i], edges[i + 1])
+        assert seen.rows == sizes[i]
+        np.testing.assert_array_equal(seen.data, rows[a:b])
+        np.testing.assert_allclose(seen.outputs["predict_proba"], expected[a:b])
+        assert 0 < seen.latency_s <= took
+    merged = windows[0].profile
+    for window in windows[1:]:
+        assert merged is not None
+        assert window.profile is not None
+        merged.merge(window.profile)
+    assert merged is not None
+    assert merged.result()["mean radius"].count == 45
+    assert merged.result()["mean radius"].max == rows[:45, 0].max()
+
+
+def test_a_batch_the_model_fails_on_reaches_monitoring_as_its_answered_requests_and_one_error(
+    served: Settings, cancer: Data
+) -> None:
+    """One request the model cannot take (a NaN) fails its batch; the batcher then runs its
+    requests one by one. Monitoring gets the others' rows and outputs and counts one error."""
+    X, _ = cancer
+    database = open_database(served.resolved_database_url, served.store)
+    pool = InferencePool(1)
+    folded: list[Folded] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
+                          log=folded.extend)
+    dataplane = batched_dataplane(served, pool, collector)
+    rows = X.to_numpy(np.float64)[:6].copy()
+    rows[3, 4] = np.nan
+    requests = [InferRequest("cancer", [Tensor("x", "FP64", [1, 30], rows[i:i + 1])],
+                             id=f"r{i}") for i in range(6)]
+    try:
+        answers = asyncio.run(answer_all(dataplane, requests))
+        collector.close()
+    finally:
+        pool.shutdown()
+    assert [isinstance(a, InferResponse) for a in answers] == [True] * 3 + [False] + [True] * 2
+    windows = load(database, "cancer", 1)
+    assert (sum(w.requests for w in windows), sum(w.errors for w in windows)) == (6, 1)
+    assert sum(w.rows for w in windows) == 5
+    assert sorted(o.request_id for o in observations_of(folded)) == ["r0", "r1", "r2", "r4",
+                                                                      "r5"]

@@ -44,6 +44,30 @@ def test_each_request_keeps_its_own_rows_times_and_outputs() -> None:
         assert np.array_equal(back.outputs["predict"], original.outputs["predict"])
 
 
+def test_a_batch_as_the_model_ran_it_splits_back_into_its_requests() -> None:
+    """A batcher's batch comes stacked already: ``counts`` says whose rows are whose."""
+    seen = [request(0, rows=2), request(1), request(2, rows=3)]
+    batch = np.concatenate([o.data for o in seen])
+    outputs = {"predict": np.concatenate([o.outputs["predict"] for o in seen])}
+    stacked = Stacked.build("churn", 1, ["a", "b", "c"], [0, 1], ["x", "y", "z"], [T0] * 3,
+                            [0.003, 0.002, 0.001], [batch], [outputs], counts=[2, 1, 3])
+    assert stacked is not None
+    assert (stacked.requests, stacked.rows) == (3, 6)
+    back = stacked.observations()
+    assert [o.request_id for o in back] == ["x", "y", "z"]
+    assert [o.latency_s for o in back] == pytest.approx([0.003, 0.002, 0.001])
+    for original, split in zip(seen, back, strict=True):
+        np.testing.assert_array_equal(split.data, original.data)
+        np.testing.assert_array_equal(split.outputs["predict"], original.outputs["predict"])
+    one_each = Stacked.build("churn", 1, ["a", "b", "c"], [0, 1], ["x", "y"], [T0] * 2,
+                             [0.001] * 2, [batch[:2]], [{"predict": np.arange(2)}],
+                             counts=[1, 1])
+    assert one_each is not None
+    assert one_each.counts is None  # (one row each: the common layout)
+    assert Stacked.build("churn", 1, ["a", "b", "c"], [0, 1], ["x", "y"], [T0] * 2, [0.001] * 2,
+                         [batch], [outputs], counts=[2, 1]) is None  # 3 rows told, 6 given
+
+
 def test_classifier_outputs_become_prediction_and_one_column_per_class() -> None:
     stacked = Stacked.of([request(i, outputs=("predict", "predict_proba")) for i in range(4)])
     assert stacked is not None

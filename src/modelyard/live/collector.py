@@ -1,13 +1,15 @@
 """Observations from the data plane → window profiles per model version, off the request path.
 
-:meth:`Collector.record` (the data plane's call) and :meth:`Collector.observe` are one
+:meth:`Collector.record` (the data plane's call per request), :meth:`Collector.record_batch`
+(its call per batch of a batched model) and :meth:`Collector.observe` are one
 ``deque.append``. A background thread stacks what queued every ``stack_interval_s`` (10 ms;
 less often under light traffic) per model version into columns (:mod:`.stacked`: inputs,
 then the outputs as ``prediction`` and ``proba_<class>`` columns, the names reports use), and
 every ``interval_s`` folds the stacked columns into that version's window profile with one
 chunk (and at once when a window ends, so that it is stored whole before the monitor judges
 it); the same stacked groups go on to the prediction log, so a request's arrays are stacked
-once for both. A window is written to the store when it ends, on :meth:`Collector.flush`, and
+once for both. A batch comes stacked already: its input and outputs are taken as the model
+ran them. A window is written to the store when it ends, on :meth:`Collector.flush`, and
 on :meth:`Collector.close`; a replica writes the whole of its window each time, so a rewrite
 replaces rather than adds.
 
@@ -39,7 +41,7 @@ from modelyard.live.windows import WindowProfile, save, window_start
 from modelyard.monitoring._tables import CATEGORICAL
 from modelyard.monitoring.profile import TableProfile
 from modelyard.monitoring.sketches import NumericSketch
-from modelyard.serving.model import ServedModel
+from modelyard.serving.model import Prepared, ServedModel
 from modelyard.serving.observe import Observation
 from modelyard.store import Database
 
@@ -58,6 +60,36 @@ _SLOWER_FOLD = 4  # with fewer, a fold is due after this many intervals
 # what Collector.record queues: the data plane's model, request id, at, latency, rows, data,
 # outputs
 _Request = tuple[ServedModel, str, float, float, int, Any, dict[str, np.ndarray]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What Collector.record_batch queues (see Observer.record_batch)."""
+
+    model: ServedModel
+    parts: list[Prepared]
+    at: float
+    finished: float
+    data: Any
+    outputs: dict[str, np.ndarray]
+
+    def stacked(self) -> Stacked | None:
+        """The batch as it is (its input and outputs are stacked already), or None when it
+        does not stack (see :mod:`.stacked`)."""
+        model, parts, finished = self.model, self.parts, self.finished
+        return Stacked.build(
+            model.name, model.version, model.columns, model.manifest.classes,
+            [p.request_id for p in parts], [self.at] * len(parts),
+            [finished - p.started for p in parts], [self.data], [self.outputs],
+            counts=[p.rows for p in parts])
+
+    def observations(self) -> list[Observation]:
+        """The batch's requests one by one, each with its own input and rows of the outputs."""
+        model, at, finished = self.model, self.at, self.finished
+        pieces = ServedModel.split(self.outputs, [p.rows for p in self.parts])
+        return [Observation(model.name, model.version, p.request_id, at, finished - p.started,
+                            p.rows, model.columns, p.data, piece, model.manifest.classes)
+                for p, piece in zip(self.parts, pieces, strict=True)]
 
 
 @dataclass(slots=True)
@@ -166,7 +198,7 @@ class Collector:
         self.dropped = 0
         self.observed = 0
         self._warned: dict[tuple[str, int], str] = {}
-        self._buffer: deque[_Request | Observation | _Failure] = deque()
+        self._buffer: deque[_Request | _Batch | Observation | _Failure] = deque()
         self._stacked: dict[tuple[Any, ...], list[Stacked]] = {}  # by layout, till the fold
         self._loose: list[Observation | _Failure] = []  # what does not stack, till the fold
         self._staging = threading.Lock()  # the two above: stacked by the thread, folded by it
@@ -184,6 +216,13 @@ class Collector:
             self.dropped += 1
             return
         self._buffer.append((model, request_id, at, latency_s, rows, data, outputs))
+
+    def record_batch(self, model: ServedModel, parts: list[Prepared], at: float,
+                     finished: float, data: Any, outputs: dict[str, np.ndarray]) -> None:
+        if len(self._buffer) >= self.max_buffer:
+            self.dropped += len(parts)
+            return
+        self._buffer.append(_Batch(model, parts, at, finished, data, outputs))
 
     def observe(self, observation: Observation) -> None:
         if len(self._buffer) >= self.max_buffer:
@@ -240,6 +279,18 @@ class Collector:
             recorded) < len(taken) else []
         stacked: list[Stacked] = []
         loose: list[Observation | _Failure] = []
+        requests = len(taken)
+        if others:
+            batches = [item for item in others if type(item) is _Batch]
+            if batches:
+                others = [item for item in others if type(item) is not _Batch]
+                requests += sum(len(batch.parts) for batch in batches) - len(batches)
+                for batch in batches:
+                    found = batch.stacked()
+                    if found is None:
+                        loose.extend(batch.observations())
+                    else:
+                        stacked.append(found)
         if recorded:
             models = [item[0] for item in recorded]
             if models.count(models[0]) == len(models):  # the common case: one model
@@ -272,11 +323,14 @@ class Collector:
                     loose.extend(observations)
                 else:
                     stacked.append(found)
+        by_layout: dict[tuple[Any, ...], list[Stacked]] = {}
+        for found in stacked:  # (this round's batches as one group: fewer objects held)
+            by_layout.setdefault(found.layout(), []).append(found)
         with self._staging:
-            for found in stacked:
-                self._stacked.setdefault(found.layout(), []).append(found)
+            for layout, group in by_layout.items():
+                self._stacked.setdefault(layout, []).append(Stacked.concat(group))
             self._loose.extend(loose)
-        return len(taken)
+        return requests
 
     @staticmethod
     def _add(model: ServedModel, items: list[_Request], found: Stacked | None,

@@ -95,10 +95,14 @@ class Stacked:
     @classmethod
     def build(cls, model: str, version: int, columns: list[str], classes: list[Any] | None,
               ids: Sequence[str], at: Sequence[float], latency_s: Sequence[float],
-              data: Sequence[Any], outputs: Sequence[dict[str, Any]]) -> Stacked | None:
+              data: Sequence[Any], outputs: Sequence[dict[str, Any]],
+              counts: Sequence[int] | None = None) -> Stacked | None:
         """Requests of one model version given field by field (one entry per request), stacked;
         None when they are not all tabular alike. The work per request is numpy's and
-        ``map``'s own loops in C: no Python statement runs once per request."""
+        ``map``'s own loops in C: no Python statement runs once per request.
+
+        With ``counts`` (each request's rows), ``data`` and ``outputs`` hold batches instead
+        — the requests' rows stacked in order, as a batched model ran them."""
         head = data[0]
         tensor = None
         if type(head) is dict:
@@ -135,12 +139,18 @@ class Stacked:
                     stacked.ndim not in (1, 2)) or len(stacked) != rows:
                 return None
             raw[name] = stacked
-        counts: np.ndarray | None = None
-        if rows != requests or (len(data) > 1 and any(map((1).__ne__, map(len, data)))):
-            counts = np.fromiter(map(len, data), np.int64, requests)
+        per_request: np.ndarray | None = None
+        if counts is not None:
+            if sum(counts) != rows or len(counts) != requests:
+                return None
+            if rows != requests:
+                per_request = np.array(counts, np.int64)
+        elif rows != requests or (len(data) > 1 and any(map((1).__ne__, map(len, data)))):
+            per_request = np.fromiter(map(len, data), np.int64, requests)
         return cls(
             model=model, version=version, ids=list(ids), at=np.array(at, np.float64),
-            latency_ms=np.array(latency_s, np.float64) * 1000.0, counts=counts, matrix=matrix,
+            latency_ms=np.array(latency_s, np.float64) * 1000.0, counts=per_request,
+            matrix=matrix,
             raw=raw, columns=list(columns), tensor=tensor, classes=classes,
         )
 

@@ -8,7 +8,9 @@ rows back. If the model fails on a stacked batch, its requests are run one by on
 request that makes the model fail gets the error.
 
 One batch runs at a time per version, in the inference thread pool; while it runs, the next
-one fills, which is what makes batches grow under load.
+one fills, which is what makes batches grow under load. Once a batch is answered, ``on_run``
+(live monitoring's hand-off) gets it whole: the requests, the stacked input the model ran on
+and its outputs, so that nothing is split per request and stacked again to be monitored.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from modelyard.errors import (
     first_line,
 )
 from modelyard.serving.executor import InferencePool
-from modelyard.serving.model import Prepared, ServedModel
+from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 
 logger = logging.getLogger("modelyard.serving")
 Outputs = dict[str, np.ndarray]
@@ -49,6 +51,9 @@ class BatchStats:
 
 
 Done = Callable[[Outputs | None, BaseException | None], None]
+# on_run(model, requests, input, outputs, finished): requests the model answered together, the
+# input it ran on (their rows stacked in order), its outputs, and perf_counter() when it ended
+Ran = Callable[[ServedModel, list[Prepared], ModelBatch, Outputs, float], None]
 
 
 @dataclass(slots=True, eq=False)
@@ -92,6 +97,7 @@ class Batcher:
         max_queue: int,
         on_batch: Callable[[BatchStats], None] | None = None,
         clock: Clock = time.monotonic,
+        on_run: Ran | None = None,
     ) -> None:
         self.model = model
         self.pool = pool
@@ -99,6 +105,7 @@ class Batcher:
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.on_run = on_run
         self.clock = clock
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
@@ -205,23 +212,46 @@ class Batcher:
             requests=len(batch),
             queue_seconds=[started - i.queued_at for i in batch],
         )
+        whole: tuple[ModelBatch, Outputs] | None = None
         try:
-            results = await self.pool.run(self._compute, batch)
+            data, outputs, results = await self.pool.run(self._compute, batch)
+            whole = data, outputs
         except Exception:
             results = [await self._alone(item) for item in batch]
+        finished = time.perf_counter()
         stats.run_seconds = self.clock() - started
+        answered = [not item.skipped() for item in batch]  # (a caller gone is not answered)
         for item, result in zip(batch, results, strict=True):
             item.answer(result)
         if self.on_batch is not None:
             self.on_batch(stats)
+        if self.on_run is not None:
+            self._ran(self.on_run, batch, answered, whole, results, finished)
 
-    def _compute(self, batch: list[_Item]) -> list[Outputs | BaseException]:
+    def _compute(self, batch: list[_Item]
+                 ) -> tuple[ModelBatch, Outputs, list[Outputs | BaseException]]:
         parts = [item.prepared for item in batch]
         wanted: set[str] | None = None
         if all(part.outputs is not None for part in parts):
             wanted = {name for part in parts for name in part.outputs or ()}
-        outputs = self.model.run(self.model.stack(parts), wanted)
-        return list(self.model.split(outputs, [p.rows for p in parts]))
+        data = self.model.stack(parts)
+        outputs = self.model.run(data, wanted)
+        return data, outputs, list(self.model.split(outputs, [p.rows for p in parts]))
+
+    def _ran(self, on_run: Ran, batch: list[_Item], answered: list[bool],
+             whole: tuple[ModelBatch, Outputs] | None,
+             results: list[Outputs | BaseException], finished: float) -> None:
+        """Hand what the model answered to ``on_run``: the batch whole when it ran stacked and
+        every caller took its answer, else each answered request alone."""
+        try:
+            if whole is not None and all(answered):
+                on_run(self.model, [item.prepared for item in batch], *whole, finished)
+                return
+            for item, took, result in zip(batch, answered, results, strict=True):
+                if took and not isinstance(result, BaseException):
+                    on_run(self.model, [item.prepared], item.prepared.data, result, finished)
+        except Exception:  # monitoring must never stop the batch loop
+            logger.exception("handing a batch to monitoring failed")
 
     async def _alone(self, item: _Item) -> Outputs | BaseException:
         try:

@@ -26,7 +26,7 @@ from modelyard.serving.admin import AdminRoutes
 from modelyard.serving.batching import model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
-from modelyard.serving.model import Prepared, ServedModel
+from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 from modelyard.serving.observe import FeedbackSink, MonitoringHistory, Observer
 from modelyard.serving.routing import RetrainAdmin, RolloutAdmin, Router
 from modelyard.serving.types import (
@@ -66,6 +66,7 @@ class DataPlane(AdminRoutes):
         self._in_flight = 0
         self._mirrors: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[InferResponse]] = set()  # submit's, held till done
+        manager.on_run = self._batch_answered  # batched requests reach monitoring per batch
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class DataPlane(AdminRoutes):
             return
         self._in_flight += 1
         try:
-            model, names, cache_key, begun = self._begin(slot, request)
+            model, names, cache_key, begun = self._begin(slot, request, started)
         except Exception as exc:
             self._in_flight -= 1
             self._count(slot, protocol, started, exc)
@@ -135,7 +136,7 @@ class DataPlane(AdminRoutes):
                 if error is not None:
                     raise _failure(model, error)
                 assert outputs is not None
-                response = self._finish(slot, model, request, names, cache_key, begun,
+                response = self._finish(slot, model, batched, names, cache_key, begun,
                                         outputs, started)
             except BaseException as exc:
                 self._count(slot, protocol, started, exc)
@@ -145,7 +146,9 @@ class DataPlane(AdminRoutes):
             done(response, None)
 
         assert isinstance(begun, Prepared)
-        if slot.batcher is None:
+        batcher = slot.batcher
+        batched = batcher is not None
+        if batcher is None:
             observe, labels, rows = self.metrics.observe_run, slot.labels, begun.rows
 
             def ran(result: _Timed | None, error: BaseException | None) -> None:
@@ -159,7 +162,7 @@ class DataPlane(AdminRoutes):
                 _timed, (model.run, begun.data, begun.outputs, time.perf_counter()), ran)
             return
         try:
-            slot.batcher.put(begun, finished)
+            batcher.put(begun, finished)
         except Exception as exc:  # a full queue
             finished(None, exc)
 
@@ -255,41 +258,53 @@ class DataPlane(AdminRoutes):
             self.observer.failed(slot.name, slot.version, time.time(), elapsed)
 
     async def _infer(self, slot: Slot, request: InferRequest, started: float) -> InferResponse:
-        model, names, cache_key, begun = self._begin(slot, request)
+        model, names, cache_key, begun = self._begin(slot, request, started)
         if isinstance(begun, InferResponse):
             return begun
+        batched = slot.batcher is not None
         outputs = await self._run(slot, model, begun, request.deadline)
-        return self._finish(slot, model, request, names, cache_key, begun, outputs, started)
+        return self._finish(slot, model, batched, names, cache_key, begun, outputs, started)
 
-    def _begin(self, slot: Slot, request: InferRequest
+    def _begin(self, slot: Slot, request: InferRequest, started: float
                ) -> tuple[ServedModel, list[str], Any, Prepared | InferResponse]:
         """Checks and conversion before the model runs; a cached answer ends it here."""
         model = slot.require_ready()
         names = model.check_outputs(request.outputs, slot.config.outputs)
+        request_id = request.id if request.id is not None else request_ids.next()
         cache_key = None
         if slot.cache is not None:
             cache_key = slot.cache.key(model.key, request.inputs, names)
             cached = slot.cache.get(cache_key)
             if cached is not None:
                 self.metrics.cache_hit(slot.name, str(slot.version))
-                return model, names, cache_key, self._response(model, request, cached,
+                return model, names, cache_key, self._response(model, request_id, cached,
                                                                cache_hit=True)
         prepared = model.prepare(request.inputs)
         prepared.outputs = names
+        prepared.request_id = request_id
+        prepared.started = started
         return model, names, cache_key, prepared
 
-    def _finish(self, slot: Slot, model: ServedModel, request: InferRequest, names: list[str],
+    def _finish(self, slot: Slot, model: ServedModel, batched: bool, names: list[str],
                 cache_key: Any, prepared: Prepared, outputs: dict[str, np.ndarray],
                 started: float) -> InferResponse:
-        """The answer from the model's outputs: cached, and seen by monitoring."""
+        """The answer from the model's outputs: cached, and seen by monitoring (here when the
+        model ran for this request alone; :meth:`_batch_answered` when it ran in a batch)."""
         tensors = model.to_tensors(outputs, names)
         if slot.cache is not None and cache_key is not None:
             slot.cache.put(cache_key, tensors)
-        response = self._response(model, request, tensors, cache_hit=False if slot.cache else None)
-        if self.observer is not None:
+        response = self._response(model, prepared.request_id, tensors,
+                                  cache_hit=False if slot.cache else None)
+        if self.observer is not None and not batched:
             self.observer.record(model, response.id, time.time(), time.perf_counter() - started,
                                  prepared.rows, prepared.data, outputs)
         return response
+
+    def _batch_answered(self, model: ServedModel, parts: list[Prepared], data: ModelBatch,
+                        outputs: dict[str, np.ndarray], finished: float) -> None:
+        """A batcher's answered batch, handed to monitoring whole (one call per batch)."""
+        if self.observer is not None:
+            self.observer.record_batch(model, parts, time.time(), finished, data, outputs)
 
     async def _run(
         self, slot: Slot, model: ServedModel, prepared: Prepared, deadline: float | None
@@ -319,12 +334,12 @@ class DataPlane(AdminRoutes):
 
     @staticmethod
     def _response(
-        model: ServedModel, request: InferRequest, outputs: list[Tensor], cache_hit: bool | None
+        model: ServedModel, request_id: str, outputs: list[Tensor], cache_hit: bool | None
     ) -> InferResponse:
         return InferResponse(
             model_name=model.name,
             model_version=str(model.version),
-            id=request.id if request.id is not None else request_ids.next(),
+            id=request_id,
             outputs=outputs,
             cache_hit=cache_hit,
         )
@@ -389,12 +404,14 @@ class DataPlane(AdminRoutes):
         model = slot.require_ready()
         data = v1.model_input(model, rows)
         started = time.perf_counter()
+        prepared = Prepared(data, len(instances), request_id=request_id or request_ids.next(),
+                            started=started)
+        batched = slot.batcher is not None  # (then the batcher hands it to monitoring)
         outputs = await self._observed(
-            slot, "rest_v1", started,
-            self._run(slot, model, Prepared(data, len(instances)), None),
+            slot, "rest_v1", started, self._run(slot, model, prepared, None),
         )
-        if self.observer is not None:
-            self.observer.record(model, request_id or request_ids.next(), time.time(),
+        if self.observer is not None and not batched:
+            self.observer.record(model, prepared.request_id, time.time(),
                                  time.perf_counter() - started, len(instances), data, outputs)
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
         return [v1.plain(value) for value in main], model.version

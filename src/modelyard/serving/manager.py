@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from modelyard import runtimes
@@ -26,10 +27,10 @@ from modelyard.errors import (
 from modelyard.registry import ModelRef, PackageManifest, Registry, VersionInfo
 from modelyard.registry.manifest import MODEL_DIR
 from modelyard.registry.signature import placeholder, to_frame
-from modelyard.serving.batching import Batcher, BatchStats
+from modelyard.serving.batching import Batcher, BatchStats, Ran
 from modelyard.serving.cache import ResponseCache
 from modelyard.serving.executor import InferencePool
-from modelyard.serving.model import ServedModel
+from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 from modelyard.serving.types import RepositoryEntry
 from modelyard.settings import ModelServingSettings, ServingSettings
 
@@ -84,6 +85,9 @@ class ModelManager:
         self.settings = settings
         self.pool = pool
         self.on_batch = on_batch
+        # what every batcher hands its answered batches to (the data plane sets it: see
+        # batching.Ran); read at each batch, so it may be set after models are loaded
+        self.on_run: Ran | None = None
         self._models: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         # (model as written, version) → slot: the hot path skips parsing names and aliases.
@@ -153,11 +157,17 @@ class ModelManager:
                 max_delay_s=config.max_delay_ms / 1000.0,
                 max_queue=config.max_queue,
                 on_batch=self._batch_observer(slot),
+                on_run=self._ran,
             )
         if config.cache_entries:
             slot.cache = ResponseCache(config.cache_entries)
         slot.state = READY
         return slot
+
+    def _ran(self, model: ServedModel, parts: list[Prepared], data: ModelBatch,
+             outputs: dict[str, np.ndarray], finished: float) -> None:
+        if self.on_run is not None:
+            self.on_run(model, parts, data, outputs, finished)
 
     def _batch_observer(self, slot: Slot) -> Callable[[BatchStats], None] | None:
         observe = self.on_batch

@@ -30,9 +30,15 @@ ModelBatch = np.ndarray | pd.DataFrame | dict[str, np.ndarray]
 
 @dataclass(slots=True)
 class Prepared:
+    """One request's input as the model takes it, and what the data plane adds on its way:
+    the outputs it asks for, the id its answer will carry (made before the model runs, so
+    that a batch can be handed to monitoring whole) and when it began (``perf_counter``)."""
+
     data: ModelBatch
     rows: int
     outputs: list[str] | None = None  # the outputs this request wants; None: all
+    request_id: str = ""
+    started: float = 0.0
 
 
 class ServedModel:

@@ -1,4 +1,5 @@
-"""What the data plane hands to live monitoring after each answered request: one O(1) call.
+"""What the data plane hands to live monitoring after each answered request, or each answered
+batch of a batched model: one O(1) call.
 
 The data plane knows only this Protocol; the composition root plugs in
 :class:`modelyard.live.collector.Collector`, which queues each request's own arrays, stacks
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from modelyard.serving.model import ServedModel
+    from modelyard.serving.model import Prepared, ServedModel
 
 
 @dataclass(slots=True)
@@ -44,6 +45,14 @@ class Observer(Protocol):
         """Take one answered request of ``model`` (what an :class:`Observation` holds, without
         building one); must return at once and never raise. The observer may keep ``data``
         and ``outputs`` for a while: the caller must not change them afterwards."""
+        ...
+
+    def record_batch(self, model: ServedModel, parts: list[Prepared], at: float,
+                     finished: float, data: Any, outputs: dict[str, np.ndarray]) -> None:
+        """Take requests the model answered together: ``parts`` (each with its id, rows and
+        start), the input ``data`` the model ran on (their rows stacked in order) and its
+        ``outputs``; ``finished`` is ``perf_counter()`` when the model was done (a request's
+        latency is ``finished - part.started``). Same rules as :meth:`record`."""
         ...
 
     def observe(self, observation: Observation) -> None:
