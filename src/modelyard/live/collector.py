@@ -64,32 +64,51 @@ _Request = tuple[ServedModel, str, float, float, int, Any, dict[str, np.ndarray]
 
 @dataclass(slots=True)
 class _Batch:
-    """What Collector.record_batch queues (see Observer.record_batch)."""
+    """What Collector.record_batch queues (see Observer.record_batch): of each request only
+    its id, start and rows, so that its own objects (its input, its ``Prepared``) are freed
+    by the event loop as soon as it is answered, as with monitoring off."""
 
     model: ServedModel
-    parts: list[Prepared]
+    ids: list[str]
+    started: list[float]
+    rows: list[int]
     at: float
     finished: float
     data: Any
     outputs: dict[str, np.ndarray]
 
-    def stacked(self) -> Stacked | None:
-        """The batch as it is (its input and outputs are stacked already), or None when it
-        does not stack (see :mod:`.stacked`)."""
-        model, parts, finished = self.model, self.parts, self.finished
+    @staticmethod
+    def stack(model: ServedModel, batches: list[_Batch]) -> Stacked | None:
+        """Batches of ``model`` as one group (their inputs and outputs are stacked already:
+        one concatenation per column for all of them), or None when they do not stack
+        alike (see :mod:`.stacked`)."""
         return Stacked.build(
             model.name, model.version, model.columns, model.manifest.classes,
-            [p.request_id for p in parts], [self.at] * len(parts),
-            [finished - p.started for p in parts], [self.data], [self.outputs],
-            counts=[p.rows for p in parts])
+            [i for batch in batches for i in batch.ids],
+            [batch.at for batch in batches for _ in batch.ids],
+            [batch.finished - s for batch in batches for s in batch.started],
+            [batch.data for batch in batches], [batch.outputs for batch in batches],
+            counts=[n for batch in batches for n in batch.rows])
 
     def observations(self) -> list[Observation]:
-        """The batch's requests one by one, each with its own input and rows of the outputs."""
-        model, at, finished = self.model, self.at, self.finished
-        pieces = ServedModel.split(self.outputs, [p.rows for p in self.parts])
-        return [Observation(model.name, model.version, p.request_id, at, finished - p.started,
-                            p.rows, model.columns, p.data, piece, model.manifest.classes)
-                for p, piece in zip(self.parts, pieces, strict=True)]
+        """The batch's requests one by one, each with its rows of the input and outputs."""
+        model, at, finished, data = self.model, self.at, self.finished, self.data
+        pieces = ServedModel.split(self.outputs, self.rows)
+        found, start = [], 0
+        for request_id, began, rows, piece in zip(self.ids, self.started, self.rows, pieces,
+                                                  strict=True):
+            end = start + rows
+            if isinstance(data, dict):
+                own: Any = {name: values[start:end] for name, values in data.items()}
+            elif isinstance(data, pd.DataFrame):
+                own = data.iloc[start:end]
+            else:
+                own = data[start:end]
+            found.append(Observation(model.name, model.version, request_id, at,
+                                     finished - began, rows, model.columns, own, piece,
+                                     model.manifest.classes))
+            start = end
+        return found
 
 
 @dataclass(slots=True)
@@ -222,7 +241,9 @@ class Collector:
         if len(self._buffer) >= self.max_buffer:
             self.dropped += len(parts)
             return
-        self._buffer.append(_Batch(model, parts, at, finished, data, outputs))
+        self._buffer.append(_Batch(model, [p.request_id for p in parts],
+                                   [p.started for p in parts], [p.rows for p in parts], at,
+                                   finished, data, outputs))
 
     def observe(self, observation: Observation) -> None:
         if len(self._buffer) >= self.max_buffer:
@@ -284,13 +305,21 @@ class Collector:
             batches = [item for item in others if type(item) is _Batch]
             if batches:
                 others = [item for item in others if type(item) is not _Batch]
-                requests += sum(len(batch.parts) for batch in batches) - len(batches)
+                requests += sum(len(batch.ids) for batch in batches) - len(batches)
+                batched: dict[ServedModel, list[_Batch]] = {}
                 for batch in batches:
-                    found = batch.stacked()
-                    if found is None:
-                        loose.extend(batch.observations())
-                    else:
+                    batched.setdefault(batch.model, []).append(batch)
+                for model, of_model in batched.items():
+                    found = _Batch.stack(model, of_model)  # the round's batches at once
+                    if found is not None:
                         stacked.append(found)
+                        continue
+                    for batch in of_model:  # (they differ: outputs asked for, widths)
+                        found = _Batch.stack(model, [batch])
+                        if found is None:
+                            loose.extend(batch.observations())
+                        else:
+                            stacked.append(found)
         if recorded:
             models = [item[0] for item in recorded]
             if models.count(models[0]) == len(models):  # the common case: one model
