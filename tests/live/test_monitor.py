@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -366,15 +367,29 @@ def test_the_data_planes_requests_reach_the_window_and_the_log_stacked(
     assert summary["proba_1"].missing == 10  # the 5 requests that asked only for predict
 
 
-def batched_dataplane(settings: Settings, pool: InferencePool, collector: Collector,
-                      ) -> DataPlane:
-    """The real data plane with ``cancer`` batched (up to 8 rows, 50 ms) and ``collector`` as
-    its observer."""
+@dataclass
+class Batched:
+    """A real data plane with ``cancer`` batched (up to 8 rows, 50 ms) and a collector as its
+    observer, whose log hands its folds to ``folded``."""
+
+    database: Database
+    pool: InferencePool
+    collector: Collector
+    dataplane: DataPlane
+    folded: list[Folded]
+
+
+def batched(settings: Settings) -> Batched:
+    database = open_database(settings.resolved_database_url, settings.store)
+    folded: list[Folded] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
+                          log=folded.extend)
     serving = settings.serving.model_copy(update={"models": {
         "cancer": ModelServingSettings(max_batch_size=8, max_delay_ms=50)}})
+    pool = InferencePool(1)
     dataplane = build_dataplane(modelyard.open_registry(settings), serving, pool)
     dataplane.observer = collector
-    return dataplane
+    return Batched(database, pool, collector, dataplane, folded)
 
 
 async def answer_all(dataplane: DataPlane, requests: list[InferRequest]
@@ -410,12 +425,8 @@ def test_a_batched_models_requests_reach_the_window_and_the_log_as_the_model_ran
     is split off and stacked again. Every request still reaches the window and the log once,
     under the id its caller got, with its own rows, its own outputs and its own latency."""
     X, _ = cancer
-    database = open_database(served.resolved_database_url, served.store)
-    pool = InferencePool(1)
-    folded: list[Folded] = []
-    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
-                          log=folded.extend)
-    dataplane = batched_dataplane(served, pool, collector)
+    setup = batched(served)
+    database, folded, collector = setup.database, setup.folded, setup.collector
     rows = X.to_numpy(np.float64)
     sizes = [1, 2, 3, 1, 1, 2, 4, 1] * 3  # 24 requests, 45 rows: batches of several requests
     edges = np.cumsum([0, *sizes])
@@ -424,11 +435,11 @@ def test_a_batched_models_requests_reach_the_window_and_the_log_as_the_model_ran
                 for i, (n, a) in enumerate(zip(sizes, edges, strict=False))]
     began = time.perf_counter()
     try:
-        answers = asyncio.run(answer_all(dataplane, requests))
+        answers = asyncio.run(answer_all(setup.dataplane, requests))
         took = time.perf_counter() - began
         collector.close()
     finally:
-        pool.shutdown()
+        setup.pool.shutdown()
     assert all(isinstance(a, InferResponse) for a in answers), answers
     ids = [a.id for a in answers if isinstance(a, InferResponse)]
     assert [ids[i] for i in range(0, 24, 3)] == [f"mine-{i}" for i in range(0, 24, 3)]
@@ -462,21 +473,17 @@ def test_a_batch_the_model_fails_on_reaches_monitoring_as_its_answered_requests_
     """One request the model cannot take (a NaN) fails its batch; the batcher then runs its
     requests one by one. Monitoring gets the others' rows and outputs and counts one error."""
     X, _ = cancer
-    database = open_database(served.resolved_database_url, served.store)
-    pool = InferencePool(1)
-    folded: list[Folded] = []
-    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
-                          log=folded.extend)
-    dataplane = batched_dataplane(served, pool, collector)
+    setup = batched(served)
+    database, folded, collector = setup.database, setup.folded, setup.collector
     rows = X.to_numpy(np.float64)[:6].copy()
     rows[3, 4] = np.nan
     requests = [InferRequest("cancer", [Tensor("x", "FP64", [1, 30], rows[i:i + 1])],
                              id=f"r{i}") for i in range(6)]
     try:
-        answers = asyncio.run(answer_all(dataplane, requests))
+        answers = asyncio.run(answer_all(setup.dataplane, requests))
         collector.close()
     finally:
-        pool.shutdown()
+        setup.pool.shutdown()
     assert [isinstance(a, InferResponse) for a in answers] == [True] * 3 + [False] + [True] * 2
     windows = load(database, "cancer", 1)
     assert (sum(w.requests for w in windows), sum(w.errors for w in windows)) == (6, 1)
