@@ -91,6 +91,17 @@ def test_a_numpy_array_profiles_as_its_frame() -> None:
     assert from_numpy.result() == from_frame.result()
 
 
+def test_a_caller_can_pause_between_columns_and_gets_the_same_profile() -> None:
+    """``between`` runs after each column (a server's background thread yields the core
+    there); the profile is the one an update without it gives."""
+    values = frame(200)
+    paused: list[int] = []
+    plain = TableProfile().update(values)
+    stepped = TableProfile().update(values, between=lambda: paused.append(1))
+    assert len(paused) == len(values.columns)
+    assert stepped.result() == plain.result()
+
+
 def test_parquet_is_read_one_batch_at_a_time(tmp_path: Path) -> None:
     path = tmp_path / "groups.parquet"
     data = frame(rows=1_000)

@@ -10,7 +10,7 @@ import json
 import multiprocessing
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,9 +129,14 @@ class TableProfile:
                 return column
         raise InvalidInput(f"the profile has no column {name!r}")
 
-    def update(self, chunk: Chunk) -> Self:
+    def update(self, chunk: Chunk, between: Callable[[], object] | None = None) -> Self:
         """Add a chunk: a pandas DataFrame, a pyarrow Table or RecordBatch, a 2-D numpy array,
-        or a dict of equally long 1-D numpy arrays by column name."""
+        or a dict of equally long 1-D numpy arrays by column name.
+
+        ``between`` is called after each column. A background thread that shares a core with
+        a server passes ``os.sched_yield``: the scheduler lets a thread that releases the GIL
+        inside numpy run on for a whole time slice (a few ms), and the server waits that long
+        for the core unless the thread gives it back between columns."""
         names, values = columns_of(chunk)
         if self._columns is None:
             self._columns = self._start(names, values)
@@ -147,6 +152,8 @@ class TableProfile:
             except InvalidInput as error:
                 raise InvalidInput(f"column {column.name!r} is {column.kind}: {error}") from None
             column.dtype = wider(column.dtype, dtype_of(data))
+            if between is not None:
+                between()
         self._rows += rows_of(chunk)
         self._chunks += 1
         return self
