@@ -3,14 +3,15 @@
 :meth:`Collector.record` (the data plane's call per request), :meth:`Collector.record_batch`
 (its call per batch of a batched model) and :meth:`Collector.observe` are one
 ``deque.append``. A background thread stacks what queued every ``stack_interval_s`` (10 ms;
-less often under light traffic) per model version into columns (:mod:`.stacked`: inputs,
-then the outputs as ``prediction`` and ``proba_<class>`` columns, the names reports use), and
-every ``interval_s`` folds the stacked columns into that version's window profile with one
-chunk (and at once when a window ends, so that it is stored whole before the monitor judges
-it); the same stacked groups go on to the prediction log, so a request's arrays are stacked
-once for both. A batch comes stacked already: its input and outputs are taken as the model
-ran them. A window is written to the store when it ends, on :meth:`Collector.flush`, and
-on :meth:`Collector.close`; a replica writes the whole of its window each time, so a rewrite
+less often under light traffic) per model version into columns (:mod:`.handoff` for one
+round, :mod:`.stacked` for the columns: inputs, then the outputs as ``prediction`` and
+``proba_<class>`` columns, the names reports use), and every ``interval_s`` folds the stacked
+columns into that version's window profile with one chunk (and at once when a window ends,
+so that it is stored whole before the monitor judges it); the same stacked groups go on to
+the prediction log, so a request's arrays are stacked once for both. A batch comes stacked
+already: its input and outputs are taken as the model ran them. A window is written to the
+store when it ends, on :meth:`Collector.flush`, and on :meth:`Collector.close`; a replica
+writes the whole of its window each time, so a rewrite
 replaces rather than adds.
 
 Why stack so often: a request's own objects (its arrays, dicts, id) cost a server more the
@@ -30,14 +31,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from modelyard.live._clock import Clock, SystemClock
-from modelyard.live.stacked import MAX_INPUT_COLUMNS, PREDICTION, Stacked, output_columns
+from modelyard.live.handoff import AnsweredBatch, Failure, Item, frame_of, stack_round
+from modelyard.live.stacked import PREDICTION, Stacked
 from modelyard.live.windows import WindowProfile, save, window_start
 from modelyard.monitoring._tables import CATEGORICAL
 from modelyard.monitoring.profile import TableProfile
@@ -62,127 +62,6 @@ _SLOWER_FOLD = 4  # with fewer, a fold is due after this many intervals
 # woken meanwhile, waited ~4 ms (its p99 at c=16 with monitoring on). Yielding the core after
 # each column gives it back within one column's work (0.1 to 0.2 ms).
 _YIELD = getattr(os, "sched_yield", None)
-
-# what Collector.record queues: the data plane's model, request id, at, latency, rows, data,
-# outputs
-_Request = tuple[ServedModel, str, float, float, int, Any, dict[str, np.ndarray]]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What Collector.record_batch queues (see Observer.record_batch): of each request only
-    its id, start and rows, so that its own objects (its input, its ``Prepared``) are freed
-    by the event loop as soon as it is answered, as with monitoring off."""
-
-    model: ServedModel
-    ids: list[str]
-    started: list[float]
-    rows: list[int]
-    at: float
-    finished: float
-    data: Any
-    outputs: dict[str, np.ndarray]
-
-    @staticmethod
-    def stack(model: ServedModel, batches: list[_Batch]) -> Stacked | None:
-        """Batches of ``model`` as one group (their inputs and outputs are stacked already:
-        one concatenation per column for all of them), or None when they do not stack
-        alike (see :mod:`.stacked`)."""
-        return Stacked.build(
-            model.name, model.version, model.columns, model.manifest.classes,
-            [i for batch in batches for i in batch.ids],
-            [batch.at for batch in batches for _ in batch.ids],
-            [batch.finished - s for batch in batches for s in batch.started],
-            [batch.data for batch in batches], [batch.outputs for batch in batches],
-            counts=[n for batch in batches for n in batch.rows])
-
-    def observations(self) -> list[Observation]:
-        """The batch's requests one by one, each with its rows of the input and outputs."""
-        model, at, finished, data = self.model, self.at, self.finished, self.data
-        pieces = ServedModel.split(self.outputs, self.rows)
-        found, start = [], 0
-        for request_id, began, rows, piece in zip(self.ids, self.started, self.rows, pieces,
-                                                  strict=True):
-            end = start + rows
-            if isinstance(data, dict):
-                own: Any = {name: values[start:end] for name, values in data.items()}
-            elif isinstance(data, pd.DataFrame):
-                own = data.iloc[start:end]
-            else:
-                own = data[start:end]
-            found.append(Observation(model.name, model.version, request_id, at,
-                                     finished - began, rows, model.columns, own, piece,
-                                     model.manifest.classes))
-            start = end
-        return found
-
-
-@dataclass(slots=True)
-class _Failure:
-    model: str
-    version: int
-    at: float
-    latency_s: float
-
-
-def frame_of(observations: list[Observation]) -> pd.DataFrame:
-    """One table of the observations' input rows and outputs (same model version)."""
-    first = observations[0]
-    inputs = _inputs([o.data for o in observations], first)
-    outputs = _outputs([o.outputs for o in observations], first.classes,
-                       [o.rows for o in observations])
-    if not len(inputs.columns):  # nothing profiled of the inputs: still one row per input row
-        inputs = pd.DataFrame(index=pd.RangeIndex(sum(o.rows for o in observations)))
-    outputs.index = inputs.index
-    return pd.concat([inputs, outputs], axis=1) if len(outputs.columns) else inputs
-
-
-def _inputs(parts: list[Any], first: Observation) -> pd.DataFrame:
-    if all(isinstance(p, np.ndarray) and p.ndim == 2 for p in parts):
-        matrix = np.vstack(parts)
-        names = first.columns if matrix.shape[1] == len(first.columns) else [
-            f"f{i}" for i in range(matrix.shape[1])
-        ]
-        return pd.DataFrame(matrix, columns=names)
-    if all(isinstance(p, pd.DataFrame) for p in parts):
-        return pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
-    if all(isinstance(p, dict) for p in parts):
-        columns: dict[str, np.ndarray] = {}
-        for name in parts[0]:
-            stacked = np.concatenate([np.asarray(p[name]) for p in parts])
-            flat = stacked.reshape(len(stacked), -1)
-            if flat.shape[1] == 1:
-                columns[name] = flat[:, 0]
-            elif flat.shape[1] == len(first.columns) and len(parts[0]) == 1:
-                columns.update({c: flat[:, i] for i, c in enumerate(first.columns)})
-            elif flat.shape[1] <= MAX_INPUT_COLUMNS:
-                columns.update({f"{name}_{i}": flat[:, i] for i in range(flat.shape[1])})
-        return pd.DataFrame(columns)
-    frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p, columns=first.columns)
-              for p in parts]
-    return pd.concat(frames, ignore_index=True)
-
-
-def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None,
-             rows: list[int]) -> pd.DataFrame:
-    """The outputs as columns (``rows``: each request's input rows); an output some requests
-    did not ask for is missing (NaN) on their rows."""
-    columns: dict[str, np.ndarray] = {}
-    names = list(dict.fromkeys(name for part in parts for name in part))
-    for name in names:
-        present = [np.asarray(p[name]) for p in parts if name in p]
-        if len(present) < len(parts):
-            width = int(np.prod(present[0].shape[1:])) if present[0].ndim > 1 else 1
-            if present[0].dtype.kind not in "fiub":
-                continue  # text outputs without a value to stand for "missing"
-            filled = [np.asarray(p[name], dtype=np.float64).reshape(n, -1) if name in p
-                      else np.full((n, width), np.nan) for p, n in zip(parts, rows, strict=True)]
-            stacked = np.concatenate(filled)
-        else:
-            stacked = np.concatenate(present)
-        columns.update(output_columns(name, stacked, classes) or {})  # too wide: left out
-    return pd.DataFrame(columns)
-
 
 class Collector:
     """The data plane's :class:`~modelyard.serving.observe.Observer` for live monitoring.
@@ -223,9 +102,9 @@ class Collector:
         self.dropped = 0
         self.observed = 0
         self._warned: dict[tuple[str, int], str] = {}
-        self._buffer: deque[_Request | _Batch | Observation | _Failure] = deque()
+        self._buffer: deque[Item] = deque()
         self._stacked: dict[tuple[Any, ...], list[Stacked]] = {}  # by layout, till the fold
-        self._loose: list[Observation | _Failure] = []  # what does not stack, till the fold
+        self._loose: list[Observation | Failure] = []  # what does not stack, till the fold
         self._staging = threading.Lock()  # the two above: stacked by the thread, folded by it
         self._windows: dict[tuple[str, int], WindowProfile] = {}  # or by close()
         self._pending: list[WindowProfile] = []  # ended, not stored yet
@@ -247,7 +126,7 @@ class Collector:
         if len(self._buffer) >= self.max_buffer:
             self.dropped += len(parts)
             return
-        self._buffer.append(_Batch(model, [p.request_id for p in parts],
+        self._buffer.append(AnsweredBatch(model, [p.request_id for p in parts],
                                    [p.started for p in parts], [p.rows for p in parts], at,
                                    finished, data, outputs))
 
@@ -259,7 +138,7 @@ class Collector:
 
     def failed(self, model: str, version: int, at: float, latency_s: float) -> None:
         if len(self._buffer) < self.max_buffer:
-            self._buffer.append(_Failure(model, version, at, latency_s))
+            self._buffer.append(Failure(model, version, at, latency_s))
 
     # -- the background thread -----------------------------------------------------------
 
@@ -301,81 +180,12 @@ class Collector:
         taken = [buffer.popleft() for _ in range(len(buffer))]
         if not taken:
             return 0
-        recorded = [item for item in taken if type(item) is tuple]
-        others = [item for item in taken if type(item) is not tuple] if len(
-            recorded) < len(taken) else []
-        stacked: list[Stacked] = []
-        loose: list[Observation | _Failure] = []
-        requests = len(taken)
-        if others:
-            batches = [item for item in others if type(item) is _Batch]
-            if batches:
-                others = [item for item in others if type(item) is not _Batch]
-                requests += sum(len(batch.ids) for batch in batches) - len(batches)
-                batched: dict[ServedModel, list[_Batch]] = {}
-                for batch in batches:
-                    batched.setdefault(batch.model, []).append(batch)
-                for model, of_model in batched.items():
-                    found = _Batch.stack(model, of_model)  # the round's batches at once
-                    if found is not None:
-                        stacked.append(found)
-                        continue
-                    for batch in of_model:  # (they differ: outputs asked for, widths)
-                        found = _Batch.stack(model, [batch])
-                        if found is None:
-                            loose.extend(batch.observations())
-                        else:
-                            stacked.append(found)
-        if recorded:
-            models = [item[0] for item in recorded]
-            if models.count(models[0]) == len(models):  # the common case: one model
-                groups: Any = [(models[0], recorded)]
-            else:
-                by_model: dict[ServedModel, list[_Request]] = {}
-                for item in recorded:
-                    by_model.setdefault(item[0], []).append(item)
-                groups = by_model.items()
-            for model, items in groups:
-                found = _stacked(model, items)
-                if found is None and len({tuple(i[6]) for i in items}) > 1:
-                    parts: dict[tuple[str, ...], list[_Request]] = {}  # asked for other outputs
-                    for item in items:
-                        parts.setdefault(tuple(item[6]), []).append(item)
-                    for part in parts.values():
-                        self._add(model, part, _stacked(model, part), stacked, loose)
-                    continue
-                self._add(model, items, found, stacked, loose)
-        if others:
-            by_version: dict[tuple[str, int], list[Observation]] = {}
-            for other in others:
-                if isinstance(other, Observation):
-                    by_version.setdefault((other.model, other.version), []).append(other)
-                elif isinstance(other, _Failure):
-                    loose.append(other)
-            for observations in by_version.values():
-                found = Stacked.of(observations)
-                if found is None:
-                    loose.extend(observations)
-                else:
-                    stacked.append(found)
-        by_layout: dict[tuple[Any, ...], list[Stacked]] = {}
-        for found in stacked:  # (this round's batches as one group: fewer objects held)
-            by_layout.setdefault(found.layout(), []).append(found)
+        stacked, loose, requests = stack_round(taken)
         with self._staging:
-            for layout, group in by_layout.items():
-                self._stacked.setdefault(layout, []).append(Stacked.concat(group))
+            for found in stacked:
+                self._stacked.setdefault(found.layout(), []).append(found)
             self._loose.extend(loose)
         return requests
-
-    @staticmethod
-    def _add(model: ServedModel, items: list[_Request], found: Stacked | None,
-             stacked: list[Stacked], loose: list[Observation | _Failure]) -> None:
-        if found is not None:
-            stacked.append(found)
-            return
-        loose.extend(Observation(model.name, model.version, i[1], i[2], i[3], i[4],
-                                 model.columns, i[5], i[6], model.manifest.classes)
-                     for i in items)
 
     def drain(self) -> int:
         """Stack, then fold everything taken so far into the window profiles; returns the
@@ -387,7 +197,7 @@ class Collector:
             self._stacked, self._loose = {}, []
         if not taken and not stacked:
             return 0
-        by_version: dict[tuple[str, int], list[Observation | _Failure]] = {}
+        by_version: dict[tuple[str, int], list[Observation | Failure]] = {}
         for item in taken:
             group = by_version.get((item.model, item.version))
             if group is None:
@@ -427,7 +237,7 @@ class Collector:
         observed.append(stacked)
 
     def _fold(self, model: str, version: int, start: float,
-              items: list[Observation | _Failure], observed: list[Folded]) -> None:
+              items: list[Observation | Failure], observed: list[Folded]) -> None:
         window = self._window(model, version, start)
         _count(window, np.fromiter((item.latency_s for item in items), np.float64, len(items)))
         served = [item for item in items if isinstance(item, Observation)]
@@ -504,12 +314,6 @@ class Collector:
             self._thread.join(timeout=10)
         self.drain()
         self.flush()
-
-
-def _stacked(model: ServedModel, items: list[_Request]) -> Stacked | None:
-    _, ids, at, latency, _, data, outputs = zip(*items, strict=True)
-    return Stacked.build(model.name, model.version, model.columns, model.manifest.classes,
-                         ids, at, latency, data, outputs)
 
 
 def _count(window: WindowProfile, latency_s: np.ndarray) -> None:
