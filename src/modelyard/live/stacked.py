@@ -150,8 +150,7 @@ class Stacked:
         return cls(
             model=model, version=version, ids=list(ids), at=np.array(at, np.float64),
             latency_ms=np.array(latency_s, np.float64) * 1000.0, counts=per_request,
-            matrix=matrix,
-            raw=raw, columns=list(columns), tensor=tensor, classes=classes,
+            matrix=matrix, raw=raw, columns=list(columns), tensor=tensor, classes=classes,
         )
 
     @classmethod
