@@ -7,7 +7,10 @@ Starts `modelyard serve` the way `monitoring_cost.py` does (its work folder must
 script once), puts `--conc` connections of one-row requests (ONNX MLP, or `--model hgb`) on it
 for `--seconds`, and reads each thread's user + system time from `/proc/<pid>/task/*/stat`
 before and after. `compare` alternates monitoring off and on `--pairs` times and prints the
-medians: this machine's run-to-run noise (±8 %) is larger than some effects worth measuring.
+medians: this machine's run-to-run noise (±8 %, up to 47 % on a slow host) is larger than some
+effects worth measuring. Both modes also print all threads' CPU a request as a multiple of the
+model thread's (``yardstick``): the model thread's work does not depend on monitoring, so that
+ratio compares runs the host's own speed moved apart.
 Threads carry no names at the OS level: the script asks ``py-spy dump`` (in the venv) for the
 Python names of the server's threads and prints them beside their CPU (a thread py-spy does not
 know, such as gRPC's poller, shows as its OS id).
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import monitoring_cost as mc
 
 TICK = os.sysconf("SC_CLK_TCK")
+MODEL_THREADS = "modelyard-infer-"  # the inference pool's threads (serving/executor.py)
 
 
 def cpu_by_thread(pid: int) -> dict[str, float]:
@@ -94,6 +98,18 @@ def measure(work: Path, monitoring: bool, conc: int, seconds: int, batch: bool =
     return {"rps": result["rps"], "p99_ms": result["p99_ms"], "threads": threads}
 
 
+def yardstick(run: dict[str, object]) -> float | None:
+    """All threads' CPU a request as a multiple of the model threads' (None without them).
+
+    The model threads do the same work a request whether monitoring is on or off (one ORT
+    call, one share of a batch), so this ratio compares runs that the host's own speed moved
+    apart: on a noisy host the same configuration's req/s moved by up to 47% between runs a
+    minute apart, and the model thread's µs a request with it."""
+    threads: dict[str, list[float]] = run["threads"]  # type: ignore[assignment]
+    model = sum(t[1] for name, t in threads.items() if name.startswith(MODEL_THREADS))
+    return sum(t[1] for t in threads.values()) / model if model else None
+
+
 def report(monitoring: str, run: dict[str, object]) -> None:
     threads: dict[str, list[float]] = run["threads"]  # type: ignore[assignment]
     print(f"monitoring {monitoring}: {run['rps']:,.0f} req/s, p99 {run['p99_ms']} ms")
@@ -105,6 +121,9 @@ def report(monitoring: str, run: dict[str, object]) -> None:
     micros = sum(t[1] for t in threads.values())
     switched = sum(t[2] for t in threads.values())
     print(f"| all | {share:.1%} | {micros:.2f} | {switched:.2f} |")
+    ratio = yardstick(run)
+    if ratio is not None:
+        print(f"all threads' CPU a request: {ratio:.3f} times the model thread's")
 
 
 def compare(work: Path, pairs: int, conc: int, seconds: int, batch: bool, model: str) -> None:
@@ -131,6 +150,12 @@ def compare(work: Path, pairs: int, conc: int, seconds: int, batch: bool, model:
     print(f"| all threads, µs a request | {totals[0]:.2f} | {totals[1]:.2f} |")
     print(f"cost: {1 - rps['on'] / rps['off']:.1%} of req/s; "
           f"{totals[1] / totals[0] - 1:.1%} more CPU a request")
+    ratios = {k: [r for r in map(yardstick, v) if r is not None] for k, v in runs.items()}
+    if ratios["off"] and ratios["on"]:
+        print(f"cost against the model thread (see yardstick): "
+              f"{median(ratios['on']) / median(ratios['off']) - 1:.1%} more CPU a request "
+              f"(per run: off " + " / ".join(f"{r:.3f}" for r in ratios["off"])
+              + "; on " + " / ".join(f"{r:.3f}" for r in ratios["on"]) + ")")
     print("req/s per run: off " + " / ".join(f"{float(r['rps']):,.0f}" for r in runs["off"])  # type: ignore[arg-type]
           + "; on " + " / ".join(f"{float(r['rps']):,.0f}" for r in runs["on"]))  # type: ignore[arg-type]
 

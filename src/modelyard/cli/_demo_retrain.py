@@ -109,7 +109,8 @@ def retrain_loop(config: Settings, url: str, model: str, shifted: np.ndarray,
             run = found[0] if found and found[0].id > after else None
             if run is not None:
                 _say_once(seen, f"run {run.id}", f"  retraining run {run.id}: {run.reason}")
-                _say_once(seen, f"run {run.id} {run.stage} {run.state}", _run_line(run))
+                line = _run_line(run)  # (a stage's line once, whatever states it passes)
+                _say_once(seen, f"run {run.id}: {line}", line)
                 if run.state in ("failed", "rejected", "declined"):
                     break
             rollout = rollouts.latest(model)
