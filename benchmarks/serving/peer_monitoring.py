@@ -15,6 +15,15 @@ bench's own layout; ``report.py --tag monitoring-on`` builds its table from them
 It prints, per configuration and concurrency, the median req/s with monitoring on and off, the
 cost (1 - on/off of the medians) and the median of the per-pass costs (each pass's pair ran
 back to back: the steadier figure on a noisy host).
+
+It also reads each of the server's threads' CPU from ``/proc`` while the bench runs (every
+0.1 s; thread names from ``py-spy dump``, in the venv) and prints, per configuration, the cost
+against the model thread: all threads' CPU a request as a multiple of the model thread's
+(``thread_cpu.yardstick``), medians with monitoring on and off. The model thread does the same
+work a request either way, so that ratio compares runs that the host's own speed moved apart;
+on a slow, noisy host the same configuration's req/s moved by up to 47% between passes while
+this ratio stayed within a few percent (``benchmarks/RESULTS.md``). For batched models it is
+weaker: the model thread's work a request follows the batch sizes.
 """
 
 from __future__ import annotations
@@ -25,9 +34,15 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from thread_cpu import MODEL_THREADS, cpu_by_thread, thread_names  # noqa: E402
+
+SERVER = "modelyard serve --host 127.0.0.1 --port"  # start_ours.sh's command line
 CONFIGS = ["ours__hgb__nobatch", "ours__hgb__batch", "ours__onnx__nobatch", "ours__onnx__batch"]
 MODES = {"on": "1", "off": "0"}
 
@@ -39,6 +54,74 @@ def run(home: Path, config: str, mode: str, passes: int, conc: str) -> None:
     command = [sys.executable, "run_peers.py", "--passes", str(passes), "--conc", conc,
                "--only", f"^{config}$", "--tag", f"monitoring-{mode}"]
     subprocess.run(command, cwd=home, env=env, check=True, timeout=1800)
+
+
+class ThreadSampler:
+    """Each thread's CPU seconds of the server under test, every 0.1 s, while :meth:`watch`
+    runs; :meth:`yardstick` reads a time window of it."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.model_threads: set[str] = set()
+        self.started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self) -> None:
+        self.samples, self.model_threads = [], set()
+        self.started = time.time()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        pid, seen = None, 0.0
+        while not self._stop.wait(0.1):
+            found = subprocess.run(["pgrep", "-n", "-f", SERVER], capture_output=True,
+                                   text=True).stdout.split()
+            if not found:
+                continue
+            if found[0] != pid:  # a new server (the next configuration or pass)
+                pid, seen = found[0], time.monotonic()
+            if not self.model_threads and time.monotonic() - seen > 1.0:
+                names = thread_names(int(pid))
+                self.model_threads |= {tid for tid, name in names.items()
+                                       if name.startswith(MODEL_THREADS)}
+            try:
+                self.samples.append((time.time(), cpu_by_thread(int(pid))))
+            except FileNotFoundError:  # it just stopped
+                continue
+
+    def yardstick(self, start: float, end: float) -> float | None:
+        """All threads' CPU in ``[start, end]`` (epoch seconds) over the model threads'."""
+        inside = [(t, cpu) for t, cpu in self.samples if start + 0.2 <= t <= end - 0.1]
+        if len(inside) < 2 or not self.model_threads:
+            return None
+        (_, first), (_, last) = inside[0], inside[-1]
+        used = {tid: cpu - first.get(tid, 0.0) for tid, cpu in last.items()}
+        model = sum(used.get(tid, 0.0) for tid in self.model_threads)
+        return sum(used.values()) / model if model > 0 else None
+
+
+def record_yardsticks(home: Path, sampler: ThreadSampler, config: str, mode: str,
+                      passes: int, conc: str) -> None:
+    """The yardstick of each run just measured, beside its result (``yardstick`` in it)."""
+    for c in conc.split(","):
+        path = home / "work" / f"results_monitoring-{mode}" / f"pass{passes}" / (
+            f"{config}__c{c}.json")
+        if not path.exists():
+            continue
+        end = path.stat().st_mtime
+        if end < sampler.started:  # measured by an earlier run (run_peers.py skipped it)
+            continue
+        result = json.loads(path.read_text())
+        result["yardstick"] = sampler.yardstick(end - result["duration_us"] / 1e6, end)
+        path.write_text(json.dumps(result, indent=1))
 
 
 def load(home: Path, mode: str) -> dict[tuple[str, int], dict[int, float]]:
@@ -53,10 +136,24 @@ def load(home: Path, mode: str) -> dict[tuple[str, int], dict[int, float]]:
     return found
 
 
+def load_yardsticks(home: Path, mode: str) -> dict[tuple[str, int], list[float]]:
+    found: dict[tuple[str, int], list[float]] = {}
+    for path in sorted((home / "work" / f"results_monitoring-{mode}").glob("pass*/*.json")):
+        result = json.loads(path.read_text())
+        if result.get("yardstick") is None:
+            continue
+        config = f"{result['server']}__{result['model']}__" + (
+            "batch" if result["batch"] else "nobatch")
+        found.setdefault((config, int(result["conc"])), []).append(float(result["yardstick"]))
+    return found
+
+
 def table(home: Path) -> str:
     on, off = load(home, "on"), load(home, "off")
-    lines = ["| configuration | c | req/s on | req/s off | cost (medians) | cost (per pass) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    sticks = {mode: load_yardsticks(home, mode) for mode in MODES}
+    lines = ["| configuration | c | req/s on | req/s off | cost (medians) | cost (per pass) "
+             "| yardstick on / off (medians) | cost against the model thread |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key in sorted(set(on) & set(off)):
         passes = sorted(set(on[key]) & set(off[key]))
         if not passes:
@@ -64,8 +161,14 @@ def table(home: Path) -> str:
         median_on = statistics.median(on[key][p] for p in passes)
         median_off = statistics.median(off[key][p] for p in passes)
         paired = statistics.median(1 - on[key][p] / off[key][p] for p in passes)
+        stick_on, stick_off = sticks["on"].get(key), sticks["off"].get(key)
+        if stick_on and stick_off:
+            a, b = statistics.median(stick_on), statistics.median(stick_off)
+            against = f"{a:.3f} / {b:.3f} | {a / b - 1:.1%}"
+        else:
+            against = "- | -"
         lines.append(f"| {key[0]} | {key[1]} | {median_on:,.0f} | {median_off:,.0f} | "
-                     f"{1 - median_on / median_off:.1%} | {paired:.1%} |")
+                     f"{1 - median_on / median_off:.1%} | {paired:.1%} | {against} |")
     return "\n".join(lines)
 
 
@@ -79,10 +182,16 @@ def main() -> None:
     if not (home / "run_peers.py").exists() or not (home / "work" / "models").exists():
         sys.exit(f"peer_monitoring: no peer bench set up in {home}; run "
                  "../shared/peer-bench/run_peers.sh once (PEER_BENCH_HOME picks the folder)")
+    sampler = ThreadSampler()
     for p in range(1, args.passes + 1):
         for config in CONFIGS:
             for mode in ("on", "off") if p % 2 else ("off", "on"):
-                run(home, config, mode, p, args.conc)
+                sampler.watch()
+                try:
+                    run(home, config, mode, p, args.conc)
+                finally:
+                    sampler.stop()
+                record_yardsticks(home, sampler, config, mode, p, args.conc)
     text = table(home)
     print(text)
     if args.out is not None:
