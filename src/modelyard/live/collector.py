@@ -11,8 +11,7 @@ so that it is stored whole before the monitor judges it); the same stacked group
 the prediction log, so a request's arrays are stacked once for both. A batch comes stacked
 already: its input and outputs are taken as the model ran them. A window is written to the
 store when it ends, on :meth:`Collector.flush`, and on :meth:`Collector.close`; a replica
-writes the whole of its window each time, so a rewrite
-replaces rather than adds.
+writes the whole of its window each time, so a rewrite replaces rather than adds.
 
 Why stack so often: a request's own objects (its arrays, dicts, id) cost a server more the
 longer they live. Held for a whole fold interval (half a second: thousands of requests),
@@ -62,6 +61,7 @@ _SLOWER_FOLD = 4  # with fewer, a fold is due after this many intervals
 # woken meanwhile, waited ~4 ms (its p99 at c=16 with monitoring on). Yielding the core after
 # each column gives it back within one column's work (0.1 to 0.2 ms).
 _YIELD = getattr(os, "sched_yield", None)
+
 
 class Collector:
     """The data plane's :class:`~modelyard.serving.observe.Observer` for live monitoring.
@@ -127,8 +127,8 @@ class Collector:
             self.dropped += len(parts)
             return
         self._buffer.append(AnsweredBatch(model, [p.request_id for p in parts],
-                                   [p.started for p in parts], [p.rows for p in parts], at,
-                                   finished, data, outputs))
+                                          [p.started for p in parts], [p.rows for p in parts],
+                                          at, finished, data, outputs))
 
     def observe(self, observation: Observation) -> None:
         if len(self._buffer) >= self.max_buffer:
@@ -182,8 +182,8 @@ class Collector:
             return 0
         stacked, loose, requests = stack_round(taken)
         with self._staging:
-            for found in stacked:
-                self._stacked.setdefault(found.layout(), []).append(found)
+            for layout, found in stacked.items():
+                self._stacked.setdefault(layout, []).append(found)
             self._loose.extend(loose)
         return requests
 

@@ -145,9 +145,10 @@ def _outputs(parts: list[dict[str, np.ndarray]], classes: list[Any] | None,
 Item = Request | AnsweredBatch | Observation | Failure
 
 
-def stack_round(taken: list[Item]) -> tuple[list[Stacked], list[Observation | Failure], int]:
-    """What one round took: its stacked groups (one per layout), what does not stack, and how
-    many requests it held."""
+def stack_round(taken: list[Item]
+                ) -> tuple[dict[tuple[Any, ...], Stacked], list[Observation | Failure], int]:
+    """What one round took: its stacked groups (one per layout, by layout), what does not
+    stack, and how many requests it held."""
     recorded = [item for item in taken if type(item) is tuple]
     others = [item for item in taken if type(item) is not tuple] if len(
         recorded) < len(taken) else []
@@ -167,7 +168,8 @@ def stack_round(taken: list[Item]) -> tuple[list[Stacked], list[Observation | Fa
     by_layout: dict[tuple[Any, ...], list[Stacked]] = {}
     for found in stacked:  # (this round's batches as one group: fewer objects held)
         by_layout.setdefault(found.layout(), []).append(found)
-    return [Stacked.concat(group) for group in by_layout.values()], loose, requests
+    return ({layout: Stacked.concat(group) for layout, group in by_layout.items()}, loose,
+            requests)
 
 
 def _stack_batches(batches: list[AnsweredBatch], stacked: list[Stacked],
