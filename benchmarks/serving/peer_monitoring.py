@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -80,22 +81,23 @@ class ThreadSampler:
             self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        pid, seen = None, 0.0
+        pid: int | None = None
+        seen = 0.0
         while not self._stop.wait(0.1):
-            found = subprocess.run(["pgrep", "-n", "-f", SERVER], capture_output=True,
-                                   text=True).stdout.split()
-            if not found:
-                continue
-            if found[0] != pid:  # a new server (the next configuration or pass)
-                pid, seen = found[0], time.monotonic()
+            if pid is None:  # (a process a lookup: only until the server is found)
+                found = subprocess.run(["pgrep", "-n", "-f", SERVER], capture_output=True,
+                                       text=True).stdout.split()
+                if not found:
+                    continue
+                pid, seen = int(found[0]), time.monotonic()
             if not self.model_threads and time.monotonic() - seen > 1.0:
-                names = thread_names(int(pid))
+                names = thread_names(pid)
                 self.model_threads |= {tid for tid, name in names.items()
                                        if name.startswith(MODEL_THREADS)}
             try:
-                self.samples.append((time.time(), cpu_by_thread(int(pid))))
-            except FileNotFoundError:  # it just stopped
-                continue
+                self.samples.append((time.time(), cpu_by_thread(pid)))
+            except FileNotFoundError:  # it stopped: look for the next one
+                pid = None
 
     def yardstick(self, start: float, end: float) -> float | None:
         """All threads' CPU in ``[start, end]`` (epoch seconds) over the model threads'."""
@@ -124,33 +126,31 @@ def record_yardsticks(home: Path, sampler: ThreadSampler, config: str, mode: str
         path.write_text(json.dumps(result, indent=1))
 
 
-def load(home: Path, mode: str) -> dict[tuple[str, int], dict[int, float]]:
-    """req/s by (configuration, concurrency), then by pass."""
-    found: dict[tuple[str, int], dict[int, float]] = {}
+def _results(home: Path, mode: str) -> list[tuple[tuple[str, int], int, dict[str, Any]]]:
+    """Each stored run: (configuration, concurrency), its pass, its result."""
+    found = []
     for path in sorted((home / "work" / f"results_monitoring-{mode}").glob("pass*/*.json")):
         result = json.loads(path.read_text())
         config = f"{result['server']}__{result['model']}__" + (
             "batch" if result["batch"] else "nobatch")
-        found.setdefault((config, int(result["conc"])), {})[int(result["pass_"])] = float(
-            result["rps"])
+        found.append(((config, int(result["conc"])), int(result["pass_"]), result))
     return found
 
 
-def load_yardsticks(home: Path, mode: str) -> dict[tuple[str, int], list[float]]:
-    found: dict[tuple[str, int], list[float]] = {}
-    for path in sorted((home / "work" / f"results_monitoring-{mode}").glob("pass*/*.json")):
-        result = json.loads(path.read_text())
-        if result.get("yardstick") is None:
-            continue
-        config = f"{result['server']}__{result['model']}__" + (
-            "batch" if result["batch"] else "nobatch")
-        found.setdefault((config, int(result["conc"])), []).append(float(result["yardstick"]))
-    return found
+def load(home: Path, mode: str) -> tuple[dict[tuple[str, int], dict[int, float]],
+                                         dict[tuple[str, int], list[float]]]:
+    """req/s by (configuration, concurrency), then by pass; and the yardsticks measured."""
+    rps: dict[tuple[str, int], dict[int, float]] = {}
+    sticks: dict[tuple[str, int], list[float]] = {}
+    for key, passed, result in _results(home, mode):
+        rps.setdefault(key, {})[passed] = float(result["rps"])
+        if result.get("yardstick") is not None:
+            sticks.setdefault(key, []).append(float(result["yardstick"]))
+    return rps, sticks
 
 
 def table(home: Path) -> str:
-    on, off = load(home, "on"), load(home, "off")
-    sticks = {mode: load_yardsticks(home, mode) for mode in MODES}
+    (on, sticks_on), (off, sticks_off) = load(home, "on"), load(home, "off")
     lines = ["| configuration | c | req/s on | req/s off | cost (medians) | cost (per pass) "
              "| yardstick on / off (medians) | cost against the model thread |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -161,7 +161,7 @@ def table(home: Path) -> str:
         median_on = statistics.median(on[key][p] for p in passes)
         median_off = statistics.median(off[key][p] for p in passes)
         paired = statistics.median(1 - on[key][p] / off[key][p] for p in passes)
-        stick_on, stick_off = sticks["on"].get(key), sticks["off"].get(key)
+        stick_on, stick_off = sticks_on.get(key), sticks_off.get(key)
         if stick_on and stick_off:
             a, b = statistics.median(stick_on), statistics.median(stick_off)
             against = f"{a:.3f} / {b:.3f} | {a / b - 1:.1%}"
