@@ -16,7 +16,7 @@ from modelyard.errors import (
     VersionNotFound,
 )
 from modelyard.serving import DataPlane
-from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
+from modelyard.serving.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from modelyard.settings import ModelServingSettings
 
 X = load_breast_cancer().data
@@ -295,3 +295,98 @@ def test_submitted_requests_are_batched_without_tasks_and_a_full_queue_refuses( 
     count = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
     assert float(count[0].split()[-1]) < 30  # coalesced
     assert dp._in_flight == 0
+
+
+# A model that refuses negative values: a stacked batch holding one fails as a whole.
+PICKY_MODEL = """
+import numpy as np
+from modelyard.runtimes.python import PythonModel
+
+class Picky(PythonModel):
+    def predict(self, inputs):
+        x = inputs["x"].to_numpy()
+        if (x < 0).any():
+            raise ValueError("negative readings are not allowed")
+        return x * 2
+"""
+
+
+@pytest.fixture
+def picky_dataplane(tmp_path):  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    import modelyard
+    from modelyard.serving import InferencePool, build_dataplane
+    from modelyard.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", actor="tester")
+    code = tmp_path / "picky.py"
+    code.write_text(PICKY_MODEL)
+    modelyard.register(code, "picky", reference=pd.DataFrame({"x": [1.0, 2.0]}),
+                       settings=settings)
+    pool = InferencePool(1)
+
+    def build(**config: object) -> DataPlane:
+        serving = settings.serving.model_copy(
+            update={"models": {"picky": ModelServingSettings(**config)}})
+        return build_dataplane(modelyard.open_registry(settings), serving, pool)
+
+    yield build
+    pool.shutdown()
+
+
+def _picky(values: list[float], id: str) -> InferRequest:
+    data = np.array(values, dtype=np.float64)
+    return InferRequest("picky", [Tensor("x", "FP64", [len(values)], data)], id=id)
+
+
+def test_a_request_the_model_fails_on_inside_a_batch_fails_alone(  # type: ignore[no-untyped-def]
+    picky_dataplane,
+) -> None:
+    """MLServer #1826: one request that makes the model raise must not fail the requests it was
+    batched with. The stacked batch fails, each request then runs alone; only the culprit gets
+    the model's error, as a client error naming the model."""
+    dp: DataPlane = picky_dataplane(max_batch_size=16, max_delay_ms=50)
+    values = [[1.0], [2.0, 3.0], [-1.0], [4.0], [5.0, 6.0, 7.0]]
+
+    async def go() -> list[object]:
+        calls = [dp.infer(_picky(v, str(i)), "t") for i, v in enumerate(values)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    answers = asyncio.run(go())
+    for i, (v, answer) in enumerate(zip(values, answers, strict=True)):
+        if i == 2:
+            assert type(answer).__name__ == "ModelFailed"
+            assert "picky" in str(answer)
+            assert "negative readings" in str(answer)
+            continue
+        assert not isinstance(answer, BaseException), answer
+        [out] = answer.outputs  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(np.ravel(out.data), np.array(v) * 2)
+    text = dp.metrics.exposition().decode()
+    [count] = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
+    assert float(count.split()[-1]) == 1  # all five were in one batch
+
+
+def test_a_full_batch_does_not_wait_out_the_delay(picky_dataplane) -> None:  # type: ignore[no-untyped-def]
+    """A batch closes when it holds max_batch_size rows, long before a 60-s delay; the
+    requests after it open the next batch, which waits for its own delay."""
+    dp: DataPlane = picky_dataplane(max_batch_size=4, max_delay_ms=60_000)
+
+    async def go() -> tuple[list[InferResponse], list[asyncio.Task[InferResponse]]]:
+        full = [asyncio.ensure_future(dp.infer(_picky([float(i), float(i)], str(i)), "t"))
+                for i in range(2)]
+        rest = [asyncio.ensure_future(dp.infer(_picky([9.0], "late"), "t"))]
+        answered = await asyncio.wait_for(asyncio.gather(*full), 20)
+        await asyncio.sleep(0.2)
+        return answered, rest
+
+    async def run() -> tuple[list[InferResponse], bool]:
+        answered, rest = await go()
+        waiting = not rest[0].done()  # its batch holds 1 of 4 rows: it waits out the delay
+        rest[0].cancel()
+        return answered, waiting
+
+    answered, waiting = asyncio.run(run())
+    assert [np.ravel(a.outputs[0].data).tolist() for a in answered] == [[0.0, 0.0], [2.0, 2.0]]
+    assert waiting

@@ -16,7 +16,6 @@ and its outputs, so that nothing is split per request and stacked again to be mo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -54,6 +53,9 @@ Done = Callable[[Outputs | None, BaseException | None], None]
 # on_run(model, requests, input, outputs, finished): requests the model answered together, the
 # input it ran on (their rows stacked in order), its outputs, and perf_counter() when it ended
 Ran = Callable[[ServedModel, list[Prepared], ModelBatch, Outputs, float], None]
+# what a batch's call on the model thread gives back: the stacked input and its outputs (None
+# when the model failed on the stack and each request ran alone), and each request's answer
+_Computed = tuple[tuple[ModelBatch, Outputs] | None, list[Outputs | BaseException]]
 
 
 @dataclass(slots=True, eq=False)
@@ -88,6 +90,12 @@ class _Item:
 
 
 class Batcher:
+    """A version's queue and its batches, driven by loop callbacks: no task, event or future
+    of its own. A batch is closed by a timer (its first request's delay is up), at the next
+    loop iteration (the queue holds a full batch, or there is no delay), or as soon as the
+    batch before it is answered; it runs on a model thread as one call, and its answer comes
+    back as one callback."""
+
     def __init__(
         self,
         model: ServedModel,
@@ -108,8 +116,9 @@ class Batcher:
         self.on_run = on_run
         self.clock = clock
         self._queue: deque[_Item] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._rows = 0  # rows in the queue
+        self._running = False  # a batch is on a model thread
+        self._timer: asyncio.Handle | None = None  # when the next batch closes
         self._closed = False
 
     @property
@@ -149,94 +158,130 @@ class Batcher:
                 retry_after_s=max(0.05, self.max_delay_s * 2),
             )
         self._queue.append(item)
-        self._wakeup.set()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._rows += item.prepared.rows
+        if not self._running:
+            self._arm(asyncio.get_running_loop(), soon=True)
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
         self._closed = True
-        while self._queue:
+        while self._queue or self._running:
             await asyncio.sleep(0.005)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    async def _loop(self) -> None:
-        while True:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch = await self._collect()
-            if batch:
-                await self._run(batch)
+    def _wait_left(self) -> float:
+        """Seconds until the next batch may close: 0 once it is full or its first request's
+        delay is up."""
+        if self._rows >= self.max_batch_size:
+            return 0.0
+        return self._queue[0].queued_at + self.max_delay_s - self.clock()
 
-    async def _collect(self) -> list[_Item]:
-        first = self._queue[0]
-        close_at = first.queued_at + self.max_delay_s
-        while self._rows_waiting() < self.max_batch_size:
-            remaining = close_at - self.clock()
-            if remaining <= 0:
-                break
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+    def _arm(self, loop: asyncio.AbstractEventLoop, soon: bool) -> None:
+        """Close the next batch when it is due: at the next loop iteration (``soon``) or now,
+        if it is due already, else on a timer; a timer is re-armed if it fires early."""
+        left = self._wait_left()
+        timer = self._timer
+        if left > 0:
+            if timer is None:
+                self._timer = loop.call_later(left, self._due)
+        elif soon:
+            if timer is not None and isinstance(timer, asyncio.TimerHandle):
+                timer.cancel()  # a full batch does not wait out the delay
+                timer = self._timer = None
+            if timer is None:
+                self._timer = loop.call_soon(self._due)
+        else:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            self._start(loop)
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._running or not self._queue:
+            return
+        loop = asyncio.get_running_loop()
+        if self._wait_left() > 0:  # the loop's timers may fire a little early
+            self._arm(loop, soon=False)
+        else:
+            self._start(loop)
+
+    def _take(self) -> list[_Item]:
         batch: list[_Item] = []
         rows = 0
         now = self.clock()
-        while self._queue:
-            item = self._queue[0]
+        queue = self._queue
+        while queue:
+            item = queue[0]
             if item.skipped():  # cancelled by its caller or timed out
-                self._queue.popleft()
+                queue.popleft()
+                self._rows -= item.prepared.rows
                 continue
             if item.deadline is not None and item.deadline <= now:
-                self._queue.popleft()
+                queue.popleft()
+                self._rows -= item.prepared.rows
                 item.answer(DeadlineExceeded(f"the request's deadline passed before model "
                                              f"{self.model.key} could run it"))
                 continue
             if batch and rows + item.prepared.rows > self.max_batch_size:
                 break
-            self._queue.popleft()
+            queue.popleft()
             batch.append(item)
             rows += item.prepared.rows
+        self._rows -= rows
         return batch
 
-    def _rows_waiting(self) -> int:
-        return sum(item.prepared.rows for item in self._queue)
-
-    async def _run(self, batch: list[_Item]) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._take()
+        if not batch:
+            return
+        self._running = True
         started = self.clock()
-        stats = BatchStats(
-            size_rows=sum(i.prepared.rows for i in batch),
-            requests=len(batch),
-            queue_seconds=[started - i.queued_at for i in batch],
-        )
-        whole: tuple[ModelBatch, Outputs] | None = None
-        try:
-            data, outputs, results = await self.pool.run(self._compute, batch)
-            whole = data, outputs
-        except Exception:
-            results = [await self._alone(item) for item in batch]
-        finished = time.perf_counter()
-        stats.run_seconds = self.clock() - started
-        answered = [not item.skipped() for item in batch]  # (a caller gone is not answered)
-        for item, result in zip(batch, results, strict=True):
-            item.answer(result)
-        if self.on_batch is not None:
-            self.on_batch(stats)
-        if self.on_run is not None:
-            self._ran(self.on_run, batch, answered, whole, results, finished)
+        self.pool.call_now(self._compute, (batch,),
+                           lambda done, error: self._finished(loop, batch, started, done, error))
 
-    def _compute(self, batch: list[_Item]
-                 ) -> tuple[ModelBatch, Outputs, list[Outputs | BaseException]]:
+    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Item], started: float,
+                  done: _Computed | None, error: BaseException | None) -> None:
+        finished = time.perf_counter()
+        try:
+            if done is None:  # (not an exception of the model's: _compute keeps those)
+                failure = error if isinstance(error, Exception) else ModelFailed(
+                    f"model {self.model.key} stopped: {error!r}")
+                done = None, [failure] * len(batch)
+            whole, results = done
+            stats = BatchStats(
+                size_rows=sum(i.prepared.rows for i in batch),
+                requests=len(batch),
+                queue_seconds=[started - i.queued_at for i in batch],
+                run_seconds=self.clock() - started,
+            )
+            answered = [not item.skipped() for item in batch]  # (a caller gone is not answered)
+            for item, result in zip(batch, results, strict=True):
+                item.answer(result)
+            if self.on_batch is not None:
+                self.on_batch(stats)
+            if self.on_run is not None:
+                self._ran(self.on_run, batch, answered, whole, results, finished)
+        finally:
+            self._running = False
+            if self._queue:
+                self._arm(loop, soon=False)
+
+    def _compute(self, batch: list[_Item]) -> _Computed:
+        """On a model thread: the batch stacked, and if the model fails on it, each request
+        alone, so that only the one that makes it fail gets the error."""
         parts = [item.prepared for item in batch]
-        wanted: set[str] | None = None
-        if all(part.outputs is not None for part in parts):
-            wanted = {name for part in parts for name in part.outputs or ()}
-        data = self.model.stack(parts)
-        outputs = self.model.run(data, wanted)
-        return data, outputs, list(self.model.split(outputs, [p.rows for p in parts]))
+        try:
+            wanted: set[str] | None = None
+            if all(part.outputs is not None for part in parts):
+                wanted = {name for part in parts for name in part.outputs or ()}
+            data = self.model.stack(parts)
+            outputs = self.model.run(data, wanted)
+            return (data, outputs), list(self.model.split(outputs, [p.rows for p in parts]))
+        except Exception:
+            return None, [self._alone(part) for part in parts]
 
     def _ran(self, on_run: Ran, batch: list[_Item], answered: list[bool],
              whole: tuple[ModelBatch, Outputs] | None,
@@ -250,13 +295,12 @@ class Batcher:
             for item, took, result in zip(batch, answered, results, strict=True):
                 if took and not isinstance(result, BaseException):
                     on_run(self.model, [item.prepared], item.prepared.data, result, finished)
-        except Exception:  # monitoring must never stop the batch loop
+        except Exception:  # monitoring must never stop the batcher
             logger.exception("handing a batch to monitoring failed")
 
-    async def _alone(self, item: _Item) -> Outputs | BaseException:
+    def _alone(self, prepared: Prepared) -> Outputs | BaseException:
         try:
-            prepared = item.prepared
-            return await self.pool.run(self.model.run, prepared.data, prepared.outputs)
+            return self.model.run(prepared.data, prepared.outputs)
         except ModelyardError as exc:
             return exc
         except Exception as exc:

@@ -57,6 +57,12 @@ class InferencePool:
             self._loop = loop
             loop.call_soon(self._hand_over)
 
+    def call_now(self, fn: Callable[..., T], args: tuple[Any, ...],
+                 done: Callable[[T | None, BaseException | None], None]) -> None:
+        """:meth:`call`, handed to a model thread at once rather than at the end of the loop's
+        iteration: for a caller that has already gathered its work (a batcher's batch)."""
+        self._queue.put((asyncio.get_running_loop(), [(None, fn, args, done)]))
+
     def _hand_over(self) -> None:
         pending, self._pending = self._pending, []
         threads = len(self._threads)
