@@ -29,7 +29,7 @@ MODELYARD="$REPO/.venv/bin/modelyard"
 
 # Serving settings (the knobs the peers get too: one core, batches of up to 32 rows, 2 ms wait).
 BATCH_MAX=32          # rows per batch when {batch}=1 (MLServer/Triton/LitServe use 32 too)
-BATCH_DELAY_MS="${OURS_MAX_DELAY_MS:-0}"   # 0: batches form while the model is busy (as Triton's default max_queue_delay); peers wait 2 ms
+BATCH_DELAY_MS="${OURS_MAX_DELAY_MS:-0}"   # 0: no timer; batches form while the model is busy and from what arrives together; peers wait 2 ms
 GRPC_PORT="${OURS_GRPC_PORT:-$((PORT + 1000))}"  # the bench only keeps PORT..PORT+2 free
 case "$BATCH" in
   1) common="\"max_batch_size\": $BATCH_MAX, \"max_delay_ms\": $BATCH_DELAY_MS" ;;

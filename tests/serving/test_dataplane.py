@@ -390,3 +390,56 @@ def test_a_full_batch_does_not_wait_out_the_delay(picky_dataplane) -> None:  # t
     answered, waiting = asyncio.run(run())
     assert [np.ravel(a.outputs[0].data).tolist() for a in answered] == [[0.0, 0.0], [2.0, 2.0]]
     assert waiting
+
+
+def test_with_no_delay_a_batch_takes_what_arrives_together(picky_dataplane) -> None:  # type: ignore[no-untyped-def]
+    """max_delay_ms=0: no timer, but requests read over consecutive loop iterations (a burst
+    from many clients) join one batch, which closes at the first iteration that queues nothing
+    new; a steady stream still gets batches no larger than max_batch_size."""
+
+    def batches(dp: DataPlane) -> list[float]:
+        text = dp.metrics.exposition().decode()
+        found = {ln.split("{")[0]: float(ln.split()[-1]) for ln in text.splitlines()
+                 if ln.startswith(("modelyard_batch_size_rows_count",
+                                   "modelyard_batch_size_rows_sum"))}
+        return [found["modelyard_batch_size_rows_count"], found["modelyard_batch_size_rows_sum"]]
+
+    async def burst(dp: DataPlane, waves: list[int]) -> dict[str, object]:
+        """``waves[i]`` one-row requests submitted in loop iteration i, one after the other."""
+        loop = asyncio.get_running_loop()
+        answers: dict[str, object] = {}
+        finished = loop.create_future()
+        total = sum(waves)
+
+        def done(key: str):  # type: ignore[no-untyped-def]
+            def answer(response: object, error: BaseException | None) -> None:
+                answers[key] = error or response
+                if len(answers) == total and not finished.done():
+                    finished.set_result(None)
+            return answer
+
+        def wave(i: int) -> None:
+            for j in range(waves[i]):
+                key = f"{i}.{j}"
+                dp.submit(_picky([float(i)], key), "t", done(key))
+            if i + 1 < len(waves):
+                loop.call_soon(wave, i + 1)
+
+        loop.call_soon(wave, 0)
+        await asyncio.wait_for(finished, 20)
+        return answers
+
+    together = picky_dataplane(max_batch_size=32, max_delay_ms=0)
+    answers = asyncio.run(burst(together, [2, 3, 1, 2]))
+    assert all(not isinstance(a, BaseException) for a in answers.values())
+    for key, answer in answers.items():  # each got its own row back
+        [out] = answer.outputs  # type: ignore[attr-defined]
+        assert np.ravel(out.data).tolist() == [float(key.split(".")[0]) * 2]
+    assert batches(together) == [1, 8]  # four iterations of arrivals, one batch
+
+    steady = picky_dataplane(max_batch_size=4, max_delay_ms=0)
+    answers = asyncio.run(burst(steady, [1] * 20))
+    assert all(not isinstance(a, BaseException) for a in answers.values())
+    count, rows = batches(steady)
+    assert rows == 20
+    assert count >= 5  # 20 rows in batches of at most 4

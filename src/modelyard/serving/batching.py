@@ -2,7 +2,9 @@
 
 Requests queue; a batch closes when it holds ``max_batch_size`` rows or when
 ``max_delay`` has passed since its *first* request was queued (monotonic clock) — never
-earlier, never later than the model allows. Requests are stacked by rows, so a 5-row request
+earlier, never later than the model allows. With no delay (0) there is no timer: a batch
+takes what queued while the model was busy and what arrives together with it, closing at the
+first loop iteration that queues nothing new. Requests are stacked by rows, so a 5-row request
 counts 5; one that alone exceeds the limit runs by itself. Each caller gets exactly its own
 rows back. If the model fails on a stacked batch, its requests are run one by one, so only the
 request that makes the model fail gets the error.
@@ -92,9 +94,16 @@ class _Item:
 class Batcher:
     """A version's queue and its batches, driven by loop callbacks: no task, event or future
     of its own. A batch is closed by a timer (its first request's delay is up), at the next
-    loop iteration (the queue holds a full batch, or there is no delay), or as soon as the
-    batch before it is answered; it runs on a model thread as one call, and its answer comes
-    back as one callback."""
+    loop iteration (the queue holds a full batch), at the first loop iteration that queued
+    nothing new (no delay: see below), or as soon as the batch before it is answered; it
+    runs on a model thread as one call, and its answer comes back as one callback.
+
+    With ``max_delay_s`` 0 a batch never waits on a timer, but it does not close while the
+    loop is still reading requests that arrived together: after each loop iteration that
+    queued more, it looks again (at most ``max_batch_size`` times). On one core this put the
+    16 requests of c=16 in one batch instead of two of 8, which raised throughput by 27%
+    (ONNX MLP; ``benchmarks/serving/ab_trees.py``): the loop reads, then answers, each in
+    one stretch, and the model thread is woken once."""
 
     def __init__(
         self,
@@ -120,6 +129,10 @@ class Batcher:
         self._running = False  # a batch is on a model thread
         self._timer: asyncio.Handle | None = None  # when the next batch closes
         self._closed = False
+        # with no delay: requests queued so far, and when the next batch last looked
+        self._puts = 0
+        self._seen = 0
+        self._looks = 0
 
     @property
     def depth(self) -> int:
@@ -159,6 +172,7 @@ class Batcher:
             )
         self._queue.append(item)
         self._rows += item.prepared.rows
+        self._puts += 1
         if not self._running:
             self._arm(asyncio.get_running_loop(), soon=True)
 
@@ -191,6 +205,7 @@ class Batcher:
                 timer.cancel()  # a full batch does not wait out the delay
                 timer = self._timer = None
             if timer is None:
+                self._seen, self._looks = self._puts, 0
                 self._timer = loop.call_soon(self._due)
         else:
             if timer is not None:
@@ -205,6 +220,13 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if self._wait_left() > 0:  # the loop's timers may fire a little early
             self._arm(loop, soon=False)
+        elif (self.max_delay_s == 0 and self._puts != self._seen
+              and self._looks < self.max_batch_size):
+            # No delay, and requests came in since the last look: the loop is still reading
+            # the ones that arrived together. Look again after its next iteration.
+            self._seen = self._puts
+            self._looks += 1
+            self._timer = loop.call_soon(self._due)
         else:
             self._start(loop)
 
