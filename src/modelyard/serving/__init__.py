@@ -19,14 +19,9 @@ def build_dataplane(
     registry: Registry, settings: ServingSettings, pool: InferencePool, load: bool = True
 ) -> DataPlane:
     """A data plane over every model in ``registry``, loaded and warmed up (unless ``load``
-    is false), with batch statistics flowing into its metrics."""
+    is false)."""
     metrics = ServingMetrics()
-    manager = ModelManager(
-        registry,
-        settings,
-        pool,
-        on_batch=lambda slot, stats: metrics.observe_batch(slot.name, str(slot.version), stats),
-    )
+    manager = ModelManager(registry, settings, pool)
     if load:
         manager.load_all()
     dataplane = DataPlane(manager, settings, metrics)

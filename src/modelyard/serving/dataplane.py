@@ -23,7 +23,7 @@ from modelyard.errors import (
 )
 from modelyard.serving import instances as v1
 from modelyard.serving.admin import AdminRoutes
-from modelyard.serving.batching import model_failure
+from modelyard.serving.batching import BatchStats, model_failure
 from modelyard.serving.manager import READY, ModelManager, Slot
 from modelyard.serving.metrics import ServingMetrics
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
@@ -66,6 +66,7 @@ class DataPlane(AdminRoutes):
         self._in_flight = 0
         self._mirrors: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[InferResponse]] = set()  # submit's, held till done
+        manager.on_batch = self._batch_ran  # every batch's statistics reach the metrics
         manager.on_run = self._batch_answered  # batched requests reach monitoring per batch
 
     # -- health and metadata -------------------------------------------------------------
@@ -299,6 +300,9 @@ class DataPlane(AdminRoutes):
             self.observer.record(model, response.id, time.time(), time.perf_counter() - started,
                                  prepared.rows, prepared.data, outputs)
         return response
+
+    def _batch_ran(self, slot: Slot, stats: BatchStats) -> None:
+        self.metrics.observe_batch(*slot.labels, stats)
 
     def _batch_answered(self, model: ServedModel, parts: list[Prepared], data: ModelBatch,
                         outputs: dict[str, np.ndarray], finished: float) -> None:

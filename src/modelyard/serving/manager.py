@@ -79,14 +79,14 @@ class ModelManager:
         registry: Registry,
         settings: ServingSettings,
         pool: InferencePool,
-        on_batch: Callable[[Slot, BatchStats], None] | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.pool = pool
-        self.on_batch = on_batch
-        # what every batcher hands its answered batches to (the data plane sets it: see
-        # batching.Ran); read at each batch, so it may be set after models are loaded
+        # What every batcher reports to, both set by the data plane and read at each batch,
+        # so they may be set after models are loaded: a batch's statistics (metrics), and
+        # the batch the model answered (live monitoring; see batching.Ran).
+        self.on_batch: Callable[[Slot, BatchStats], None] | None = None
         self.on_run: Ran | None = None
         self._models: dict[str, _Entry] = {}
         self._lock = threading.Lock()
@@ -156,7 +156,7 @@ class ModelManager:
                 max_batch_size=config.max_batch_size if runtime.batch else 1,
                 max_delay_s=config.max_delay_ms / 1000.0,
                 max_queue=config.max_queue,
-                on_batch=self._batch_observer(slot),
+                on_batch=lambda stats, slot=slot: self._batched(slot, stats),
                 on_run=self._ran,
             )
         if config.cache_entries:
@@ -169,11 +169,9 @@ class ModelManager:
         if self.on_run is not None:
             self.on_run(model, parts, data, outputs, finished)
 
-    def _batch_observer(self, slot: Slot) -> Callable[[BatchStats], None] | None:
-        observe = self.on_batch
-        if observe is None:
-            return None
-        return lambda stats: observe(slot, stats)
+    def _batched(self, slot: Slot, stats: BatchStats) -> None:
+        if self.on_batch is not None:
+            self.on_batch(slot, stats)
 
     # -- routing -------------------------------------------------------------------------
 
