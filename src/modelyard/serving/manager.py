@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -156,7 +156,7 @@ class ModelManager:
                 max_batch_size=config.max_batch_size if runtime.batch else 1,
                 max_delay_s=config.max_delay_ms / 1000.0,
                 max_queue=config.max_queue,
-                on_batch=lambda stats, slot=slot: self._batched(slot, stats),
+                on_batch=partial(self._batched, slot),
                 on_run=self._ran,
             )
         if config.cache_entries:
