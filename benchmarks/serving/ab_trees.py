@@ -27,15 +27,10 @@ import time
 from pathlib import Path
 
 import httpx
+from monitoring_cost import LUA  # wrk posts the file named by BODY_FILE (this folder's script)
 
 HERE = Path(__file__).resolve().parent
 PORT = 18_580
-LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("BODY_FILE"), "r")
-wrk.body = f:read("*a")
-f:close()
-"""
 
 
 def body(models: Path, model: str) -> bytes:
