@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import uvloop
 from sklearn.datasets import load_breast_cancer
 
 from modelyard.errors import (
@@ -368,7 +369,10 @@ def test_a_request_the_model_fails_on_inside_a_batch_fails_alone(  # type: ignor
     assert float(count.split()[-1]) == 1  # all five were in one batch
 
 
-def test_a_full_batch_does_not_wait_out_the_delay(picky_dataplane) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # uvloop: the server's own loop
+def test_a_full_batch_does_not_wait_out_the_delay(  # type: ignore[no-untyped-def]
+    picky_dataplane, loop: str,
+) -> None:
     """A batch closes when it holds max_batch_size rows, long before a 60-s delay; the
     requests after it open the next batch, which waits for its own delay."""
     dp: DataPlane = picky_dataplane(max_batch_size=4, max_delay_ms=60_000)
@@ -387,7 +391,7 @@ def test_a_full_batch_does_not_wait_out_the_delay(picky_dataplane) -> None:  # t
         rest[0].cancel()
         return answered, waiting
 
-    answered, waiting = asyncio.run(run())
+    answered, waiting = (uvloop.run if loop == "uvloop" else asyncio.run)(run())
     assert [np.ravel(a.outputs[0].data).tolist() for a in answered] == [[0.0, 0.0], [2.0, 2.0]]
     assert waiting
 

@@ -128,6 +128,7 @@ class Batcher:
         self._rows = 0  # rows in the queue
         self._running = False  # a batch is on a model thread
         self._timer: asyncio.Handle | None = None  # when the next batch closes
+        self._delayed = False  # ... and whether that is its delay's timer, not the next look
         self._closed = False
         # with no delay: requests queued so far, and when the next batch last looked
         self._puts = 0
@@ -199,14 +200,14 @@ class Batcher:
         timer = self._timer
         if left > 0:
             if timer is None:
-                self._timer = loop.call_later(left, self._due)
+                self._timer, self._delayed = loop.call_later(left, self._due), True
         elif soon:
-            if timer is not None and isinstance(timer, asyncio.TimerHandle):
+            if timer is not None and self._delayed:
                 timer.cancel()  # a full batch does not wait out the delay
                 timer = self._timer = None
             if timer is None:
                 self._seen, self._looks = self._puts, 0
-                self._timer = loop.call_soon(self._due)
+                self._timer, self._delayed = loop.call_soon(self._due), False
         else:
             if timer is not None:
                 timer.cancel()
@@ -226,7 +227,7 @@ class Batcher:
             # the ones that arrived together. Look again after its next iteration.
             self._seen = self._puts
             self._looks += 1
-            self._timer = loop.call_soon(self._due)
+            self._timer, self._delayed = loop.call_soon(self._due), False
         else:
             self._start(loop)
 
