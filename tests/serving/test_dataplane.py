@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer
 
 from modelyard.errors import (
@@ -25,6 +26,15 @@ X = load_breast_cancer().data
 
 def _request(rows: np.ndarray, **kw: object) -> InferRequest:
     return InferRequest("cancer", [Tensor("input", "FP64", list(rows.shape), rows)], **kw)  # type: ignore[arg-type]
+
+
+def _batches(dp: DataPlane) -> tuple[float, float]:
+    """How many batches the one batched model version ran, and their rows (``/metrics``)."""
+    [family] = [f for f in text_string_to_metric_families(dp.metrics.exposition().decode())
+                if f.name == "modelyard_batch_size_rows"]
+    [count] = [s.value for s in family.samples if s.name.endswith("_count")]
+    [rows] = [s.value for s in family.samples if s.name.endswith("_sum")]
+    return count, rows
 
 
 def test_routes_by_name_alias_and_version(make_dataplane) -> None:  # type: ignore[no-untyped-def]
@@ -78,11 +88,9 @@ def test_batched_callers_each_get_their_own_rows_and_outputs(  # type: ignore[no
         assert out.name == ("predict_proba" if i % 2 else "predict")
         # Stacked rows may take another BLAS path: probabilities agree to the last bits.
         np.testing.assert_allclose(out.data, expected[out.name][lo:hi], rtol=1e-12, atol=0)
-    text = dp.metrics.exposition().decode()
-    count = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
-    total = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_sum")]
-    assert float(total[0].split()[-1]) == sum(1 + i % 3 for i in range(40))
-    assert float(count[0].split()[-1]) < 40  # coalesced
+    count, total = _batches(dp)
+    assert total == sum(1 + i % 3 for i in range(40))
+    assert count < 40  # coalesced
 
 
 def test_one_bad_request_in_a_batch_fails_alone(make_dataplane) -> None:  # type: ignore[no-untyped-def]
@@ -150,11 +158,9 @@ def test_a_batch_waits_out_its_delay_from_the_first_request(  # type: ignore[no-
         return time.monotonic() - began
 
     elapsed = asyncio.run(go())
-    text = dp.metrics.exposition().decode()
-    batches = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
-    rows = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_sum")]
-    assert float(batches[0].split()[-1]) == 1  # one batch: the second request joined the first
-    assert float(rows[0].split()[-1]) == 3  # its rows counted by row, not by request
+    batches, rows = _batches(dp)
+    assert batches == 1  # one batch: the second request joined the first
+    assert rows == 3  # its rows counted by row, not by request
     assert elapsed >= 0.3  # not closed before the first request's 300 ms were up
 
 
@@ -217,7 +223,6 @@ def test_a_model_without_batching_reports_its_waits_model_time_and_rows(  # type
     times a batch: its wait for a model thread, its time in the model, its rows; on the
     callback path, the deadline path and infer's own. Requests refused before the model are
     not."""
-    from prometheus_client.parser import text_string_to_metric_families
 
     dp: DataPlane = make_dataplane()
 
@@ -292,9 +297,8 @@ def test_submitted_requests_are_batched_without_tasks_and_a_full_queue_refuses( 
         [out] = answer.outputs  # type: ignore[attr-defined]
         assert out.name == ("predict_proba" if i % 2 else "predict")
         np.testing.assert_allclose(out.data, expected[out.name][lo:hi], rtol=1e-12, atol=0)
-    text = dp.metrics.exposition().decode()
-    count = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
-    assert float(count[0].split()[-1]) < 30  # coalesced
+    count, _ = _batches(dp)
+    assert count < 30  # coalesced
     assert dp._in_flight == 0
 
 
@@ -364,9 +368,8 @@ def test_a_request_the_model_fails_on_inside_a_batch_fails_alone(  # type: ignor
         assert not isinstance(answer, BaseException), answer
         [out] = answer.outputs  # type: ignore[attr-defined]
         np.testing.assert_array_equal(np.ravel(out.data), np.array(v) * 2)
-    text = dp.metrics.exposition().decode()
-    [count] = [ln for ln in text.splitlines() if ln.startswith("modelyard_batch_size_rows_count")]
-    assert float(count.split()[-1]) == 1  # all five were in one batch
+    count, _ = _batches(dp)
+    assert count == 1  # all five were in one batch
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # uvloop: the server's own loop
@@ -401,13 +404,6 @@ def test_with_no_delay_a_batch_takes_what_arrives_together(picky_dataplane) -> N
     from many clients) join one batch, which closes at the first iteration that queues nothing
     new; a steady stream still gets batches no larger than max_batch_size."""
 
-    def batches(dp: DataPlane) -> list[float]:
-        text = dp.metrics.exposition().decode()
-        found = {ln.split("{")[0]: float(ln.split()[-1]) for ln in text.splitlines()
-                 if ln.startswith(("modelyard_batch_size_rows_count",
-                                   "modelyard_batch_size_rows_sum"))}
-        return [found["modelyard_batch_size_rows_count"], found["modelyard_batch_size_rows_sum"]]
-
     async def burst(dp: DataPlane, waves: list[int]) -> dict[str, object]:
         """``waves[i]`` one-row requests submitted in loop iteration i, one after the other."""
         loop = asyncio.get_running_loop()
@@ -439,11 +435,11 @@ def test_with_no_delay_a_batch_takes_what_arrives_together(picky_dataplane) -> N
     for key, answer in answers.items():  # each got its own row back
         [out] = answer.outputs  # type: ignore[attr-defined]
         assert np.ravel(out.data).tolist() == [float(key.split(".")[0]) * 2]
-    assert batches(together) == [1, 8]  # four iterations of arrivals, one batch
+    assert _batches(together) == (1, 8)  # four iterations of arrivals, one batch
 
     steady = picky_dataplane(max_batch_size=4, max_delay_ms=0)
     answers = asyncio.run(burst(steady, [1] * 20))
     assert all(not isinstance(a, BaseException) for a in answers.values())
-    count, rows = batches(steady)
+    count, rows = _batches(steady)
     assert rows == 20
     assert count >= 5  # 20 rows in batches of at most 4
