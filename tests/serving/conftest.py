@@ -108,6 +108,38 @@ def make_dataplane(serving_settings: Settings) -> Iterator[object]:
         pool.shutdown()
 
 
+# A model that refuses negative values: a stacked batch holding one fails as a whole.
+PICKY_MODEL = """
+import numpy as np
+from modelyard.runtimes.python import PythonModel
+
+class Picky(PythonModel):
+    def predict(self, inputs):
+        x = inputs["x"].to_numpy()
+        if (x < 0).any():
+            raise ValueError("negative readings are not allowed")
+        return x * 2
+"""
+
+
+@pytest.fixture
+def picky_dataplane(tmp_path):  # type: ignore[no-untyped-def]
+    settings = Settings(home=tmp_path / "home", actor="tester")
+    code = tmp_path / "picky.py"
+    code.write_text(PICKY_MODEL)
+    modelyard.register(code, "picky", reference=pd.DataFrame({"x": [1.0, 2.0]}),
+                       settings=settings)
+    pool = InferencePool(1)
+
+    def build(**config: object) -> DataPlane:
+        serving = settings.serving.model_copy(
+            update={"models": {"picky": ModelServingSettings(**config)}})
+        return build_dataplane(modelyard.open_registry(settings), serving, pool)
+
+    yield build
+    pool.shutdown()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -302,44 +302,6 @@ def test_submitted_requests_are_batched_without_tasks_and_a_full_queue_refuses( 
     assert dp._in_flight == 0
 
 
-# A model that refuses negative values: a stacked batch holding one fails as a whole.
-PICKY_MODEL = """
-import numpy as np
-from modelyard.runtimes.python import PythonModel
-
-class Picky(PythonModel):
-    def predict(self, inputs):
-        x = inputs["x"].to_numpy()
-        if (x < 0).any():
-            raise ValueError("negative readings are not allowed")
-        return x * 2
-"""
-
-
-@pytest.fixture
-def picky_dataplane(tmp_path):  # type: ignore[no-untyped-def]
-    import pandas as pd
-
-    import modelyard
-    from modelyard.serving import InferencePool, build_dataplane
-    from modelyard.settings import Settings
-
-    settings = Settings(home=tmp_path / "home", actor="tester")
-    code = tmp_path / "picky.py"
-    code.write_text(PICKY_MODEL)
-    modelyard.register(code, "picky", reference=pd.DataFrame({"x": [1.0, 2.0]}),
-                       settings=settings)
-    pool = InferencePool(1)
-
-    def build(**config: object) -> DataPlane:
-        serving = settings.serving.model_copy(
-            update={"models": {"picky": ModelServingSettings(**config)}})
-        return build_dataplane(modelyard.open_registry(settings), serving, pool)
-
-    yield build
-    pool.shutdown()
-
-
 def _picky(values: list[float], id: str) -> InferRequest:
     data = np.array(values, dtype=np.float64)
     return InferRequest("picky", [Tensor("x", "FP64", [len(values)], data)], id=id)

@@ -1,5 +1,5 @@
-"""The model threads: calls of one loop iteration go over together, and every caller gets its
-own answer, whatever another caller's callback does."""
+"""The model threads: every caller gets its own answer, by callback or future, whatever
+another caller's callback does, and the work is spread over the threads."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_each_call_gets_its_own_answer_even_when_another_callback_fails(threads:
                     raise RuntimeError("this caller's own callback breaks")
             return done
 
-        for i in range(20):  # one loop iteration: one hand-over
+        for i in range(20):
             pool.call(work, (i,), done_for(i))
         future = pool.run(work, 4)  # and one that awaits a future
         await asyncio.wait_for(finished, 10)

@@ -262,7 +262,7 @@ class Batcher:
             return
         self._running = True
         started = self.clock()
-        self.pool.call_now(self._compute, (batch,),
+        self.pool.call(self._compute, (batch,),
                            lambda done, error: self._finished(loop, batch, started, done, error))
 
     def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Item], started: float,

@@ -37,6 +37,7 @@ from modelyard.serving.types import (
     Tensor,
     request_ids,
 )
+from modelyard.serving.unbatched import Unbatched
 from modelyard.settings import ServingSettings
 
 try:
@@ -56,6 +57,8 @@ class DataPlane(AdminRoutes):
         self.manager = manager
         self.settings = settings
         self.metrics = metrics
+        # unbatched requests without a deadline: run alone, handed over per loop iteration
+        self.unbatched = Unbatched(manager.pool, metrics.observe_run)
         self.observer = observer
         self.feedback_sink: FeedbackSink | None = None
         self.history: MonitoringHistory | None = None
@@ -68,6 +71,16 @@ class DataPlane(AdminRoutes):
         self._tasks: set[asyncio.Task[InferResponse]] = set()  # submit's, held till done
         manager.on_batch = self._batch_ran  # every batch's statistics reach the metrics
         manager.on_run = self._batch_answered  # batched requests reach monitoring per batch
+
+    @property
+    def observer(self) -> Observer | None:
+        """Live monitoring's hand-off (None: monitoring off)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._observer = observer
+        self.unbatched.on_run = None if observer is None else self._batch_answered
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -137,7 +150,7 @@ class DataPlane(AdminRoutes):
                 if error is not None:
                     raise _failure(model, error)
                 assert outputs is not None
-                response = self._finish(slot, model, batched, names, cache_key, begun,
+                response = self._finish(slot, model, True, names, cache_key, begun,
                                         outputs, started)
             except BaseException as exc:
                 self._count(slot, protocol, started, exc)
@@ -148,19 +161,8 @@ class DataPlane(AdminRoutes):
 
         assert isinstance(begun, Prepared)
         batcher = slot.batcher
-        batched = batcher is not None
         if batcher is None:
-            observe, labels, rows = self.metrics.observe_run, slot.labels, begun.rows
-
-            def ran(result: _Timed | None, error: BaseException | None) -> None:
-                if result is None:
-                    finished(None, error)
-                    return
-                observe(labels, rows, result[1], result[2])
-                finished(result[0], None)
-
-            self.manager.pool.call(
-                _timed, (model.run, begun.data, begun.outputs, time.perf_counter()), ran)
+            self.unbatched.put(model, slot.labels, begun, finished)
             return
         try:
             batcher.put(begun, finished)
@@ -286,17 +288,18 @@ class DataPlane(AdminRoutes):
         prepared.started = started
         return model, names, cache_key, prepared
 
-    def _finish(self, slot: Slot, model: ServedModel, batched: bool, names: list[str],
+    def _finish(self, slot: Slot, model: ServedModel, handed: bool, names: list[str],
                 cache_key: Any, prepared: Prepared, outputs: dict[str, np.ndarray],
                 started: float) -> InferResponse:
-        """The answer from the model's outputs: cached, and seen by monitoring (here when the
-        model ran for this request alone; :meth:`_batch_answered` when it ran in a batch)."""
+        """The answer from the model's outputs: cached, and seen by monitoring — here, unless
+        the request was ``handed`` to it with others (:meth:`_batch_answered`: a batch, or the
+        unbatched requests of one loop iteration)."""
         tensors = model.to_tensors(outputs, names)
         if slot.cache is not None and cache_key is not None:
             slot.cache.put(cache_key, tensors)
         response = self._response(model, prepared.request_id, tensors,
                                   cache_hit=False if slot.cache else None)
-        if self.observer is not None and not batched:
+        if self.observer is not None and not handed:
             self.observer.record(model, response.id, time.time(), time.perf_counter() - started,
                                  prepared.rows, prepared.data, outputs)
         return response

@@ -1,0 +1,162 @@
+"""Requests to a model without batching: each runs alone, but they travel together.
+
+Every request read in one iteration of the event loop is queued here; at the iteration's end
+each model's requests go to a model thread as one call (split across the threads when there
+are several). On that thread each request runs on its own — its own input, its own requested
+outputs, its own failure — and the answers come back to the loop together.
+
+What the group adds is for live monitoring: when every request of a group was answered and
+asked for the same outputs, their inputs and outputs are stacked on the model thread and
+handed to monitoring as one batch, as a batcher's are. Handing each request over alone cost
+the collector ~8 µs a request on the ONNX MLP at c=16; stacked per group, the server with
+monitoring on answered 9 to 18% more requests a second (``benchmarks/RESULTS.md``). With
+monitoring off nothing is stacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from modelyard.serving.batching import Outputs, Ran
+from modelyard.serving.executor import InferencePool
+from modelyard.serving.model import ModelBatch, Prepared, ServedModel
+
+logger = logging.getLogger("modelyard.serving")
+# done(outputs, None) or done(None, error): a request's answer, on the event loop
+Done = Callable[[Outputs | None, BaseException | None], None]
+# observe(labels, rows, waited, took): one request's wait for a model thread and run
+Observe = Callable[[tuple[str, str], int, float, float], None]
+
+
+class _Group:
+    __slots__ = ("dones", "labels", "model", "parts")
+
+    def __init__(self, model: ServedModel, labels: tuple[str, str]) -> None:
+        self.model = model
+        self.labels = labels
+        self.parts: list[Prepared] = []
+        self.dones: list[Done] = []
+
+
+# what a group's call gives back: each request's answer or error with its wait and run time,
+# the stacked input and outputs for monitoring (None: hand each answer over alone), and
+# perf_counter() when the last request ended
+_Ran = tuple[list[tuple[Outputs | Exception, float, float]],
+             tuple[ModelBatch, Outputs] | None, float]
+
+
+class Unbatched:
+    def __init__(self, pool: InferencePool, observe: Observe) -> None:
+        self.pool = pool
+        self.observe = observe
+        self.on_run: Ran | None = None  # live monitoring's hand-off; None: monitoring off
+        self._groups: dict[int, _Group] = {}
+
+    def put(self, model: ServedModel, labels: tuple[str, str], prepared: Prepared,
+            done: Done) -> None:
+        """Run ``prepared`` on ``model`` alone; ``done`` gets its answer on the event loop."""
+        groups = self._groups
+        group = groups.get(id(model))
+        if group is None:
+            if not groups:
+                asyncio.get_running_loop().call_soon(self._hand_over)
+            group = groups[id(model)] = _Group(model, labels)
+        group.parts.append(prepared)
+        group.dones.append(done)
+
+    def _hand_over(self) -> None:
+        groups, self._groups = self._groups, {}
+        threads = self.pool.size
+        stack = self.on_run is not None
+        for group in groups.values():
+            count = len(group.parts)
+            share = count if threads == 1 else -(-count // threads)
+            for start in range(0, count, share):
+                parts = group.parts[start:start + share]
+                dones = group.dones[start:start + share]
+                self.pool.call(_run_each, (group.model, parts, stack, time.perf_counter()),
+                               partial(self._answer, group, parts, dones))
+
+    def _answer(self, group: _Group, parts: list[Prepared], dones: list[Done],
+                ran: _Ran | None, error: BaseException | None) -> None:
+        if ran is None:  # the model thread stopped (not a model's exception: those are kept)
+            for done in dones:
+                _tell(done, None, error)
+            return
+        answers, whole, finished = ran
+        observe, labels = self.observe, group.labels
+        for part, done, (result, waited, took) in zip(parts, dones, answers, strict=True):
+            observe(labels, part.rows, waited, took)
+            if isinstance(result, Exception):
+                _tell(done, None, result)
+            else:
+                _tell(done, result, None)
+        on_run = self.on_run
+        if on_run is None:
+            return
+        try:
+            if whole is not None:
+                on_run(group.model, parts, *whole, finished)
+                return
+            for part, (result, _, _) in zip(parts, answers, strict=True):
+                if not isinstance(result, Exception):
+                    on_run(group.model, [part], part.data, result, finished)
+        except Exception:  # monitoring must never stop the answers
+            logger.exception("handing answered requests to monitoring failed")
+
+
+def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> None:
+    try:
+        done(outputs, error)
+    except Exception:  # one caller's failure must not keep the others' answers
+        logger.exception("an unbatched request's callback failed")
+
+
+def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: float) -> _Ran:
+    """On a model thread: each request alone, timed; then, for monitoring (``stack``), the
+    group's inputs and outputs stacked when every request was answered with the same
+    outputs."""
+    answers: list[tuple[Outputs | Exception, float, float]] = []
+    for part in parts:
+        started = time.perf_counter()
+        try:
+            result: Outputs | Exception = model.run(part.data, part.outputs)
+        except Exception as exc:  # this request's failure alone
+            result = exc
+        ended = time.perf_counter()
+        answers.append((result, started - handed, ended - started))
+    finished = time.perf_counter()
+    whole = None
+    if stack and len(parts) > 1:
+        whole = _stacked(model, parts, [answer[0] for answer in answers])
+    elif stack and not isinstance(answers[0][0], Exception):
+        whole = parts[0].data, answers[0][0]
+    return answers, whole, finished
+
+
+def _stacked(model: ServedModel, parts: list[Prepared],
+             results: list[Outputs | Exception]) -> tuple[ModelBatch, Outputs] | None:
+    first = results[0]
+    if isinstance(first, Exception):
+        return None
+    names = first.keys()
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for part, result in zip(parts, results, strict=True):
+        if isinstance(result, Exception) or result.keys() != names:
+            return None
+        for name, value in result.items():
+            if np.ndim(value) == 0 or len(value) != part.rows:
+                return None  # not one output row per input row: monitoring takes it alone
+            columns[name].append(value)
+    try:
+        return model.stack(parts), {name: np.concatenate(values)
+                                    for name, values in columns.items()}
+    except (ValueError, TypeError):  # parts that do not stack (e.g. ragged tensors)
+        return None

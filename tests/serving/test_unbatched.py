@@ -1,0 +1,179 @@
+"""A model without batching: requests read together run each alone, get their own answers
+and failures, and reach live monitoring stacked, one hand-off per model thread's share."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_breast_cancer
+
+from modelyard.serving import DataPlane
+from modelyard.serving.model import Prepared, ServedModel
+from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
+
+X = load_breast_cancer().data
+
+
+@dataclass
+class Handed:
+    ids: list[str]
+    rows: list[int]
+    data: Any
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass
+class RecordingObserver:
+    """What monitoring was handed (an :class:`~modelyard.serving.observe.Observer`)."""
+
+    batches: list[Handed] = field(default_factory=list)
+    singles: list[str] = field(default_factory=list)
+
+    def record(self, model: ServedModel, request_id: str, at: float, latency_s: float,
+               rows: int, data: Any, outputs: dict[str, np.ndarray]) -> None:
+        self.singles.append(request_id)
+
+    def record_batch(self, model: ServedModel, parts: list[Prepared], at: float,
+                     finished: float, data: Any, outputs: dict[str, np.ndarray]) -> None:
+        assert all(finished >= p.started for p in parts)
+        self.batches.append(Handed([p.request_id for p in parts], [p.rows for p in parts],
+                                   data, outputs))
+
+    def observe(self, observation: Any) -> None:
+        raise AssertionError("the data plane hands over arrays, not observations")
+
+    def failed(self, model: str, version: int, at: float, latency_s: float) -> None:
+        pass
+
+
+def _submit_together(dp: DataPlane, requests: list[InferRequest]
+                     ) -> dict[str, tuple[Any, BaseException | None]]:
+    """Submit every request in one loop iteration and wait for all answers."""
+
+    async def go() -> dict[str, tuple[Any, BaseException | None]]:
+        loop = asyncio.get_running_loop()
+        answers: dict[str, tuple[Any, BaseException | None]] = {}
+        finished = loop.create_future()
+
+        def collect(key: str):  # type: ignore[no-untyped-def]
+            def done(response: Any, error: BaseException | None) -> None:
+                answers[key] = (response, error)
+                if len(answers) == len(requests):
+                    finished.set_result(None)
+            return done
+
+        for request in requests:
+            assert request.id is not None
+            dp.submit(request, "rest", collect(request.id))
+        await asyncio.wait_for(finished, 30)
+        await asyncio.sleep(0)  # monitoring's hand-off follows the answers
+        return answers
+
+    return asyncio.run(go())
+
+
+def _cancer(lo: int, hi: int, id: str, outputs: list[str] | None = None) -> InferRequest:
+    rows = X[lo:hi]
+    wanted = None if outputs is None else [RequestedOutput(n) for n in outputs]
+    return InferRequest("cancer", [Tensor("input", "FP64", list(rows.shape), rows)], id=id,
+                        outputs=wanted)
+
+
+def test_requests_read_together_are_answered_alone_and_monitored_stacked(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    dp: DataPlane = make_dataplane()  # no batching; two model threads
+    observer = RecordingObserver()
+    dp.observer = observer
+    model = dp.manager.resolve("cancer").require_ready()
+    spans = [(0, 1), (1, 4), (4, 6), (6, 7), (7, 12), (12, 13)]
+    requests = [_cancer(lo, hi, f"r{i}") for i, (lo, hi) in enumerate(spans)]
+
+    answers = _submit_together(dp, requests)
+
+    for i, (lo, hi) in enumerate(spans):
+        response, error = answers[f"r{i}"]
+        assert error is None
+        alone = model.runtime.predict(X[lo:hi])
+        got = {t.name: t.data for t in response.outputs}
+        assert set(got) == set(alone)
+        for name, value in alone.items():
+            np.testing.assert_array_equal(got[name], value)
+    # one hand-off per model thread's share (the shares end in either order), each share's
+    # requests in order, never one hand-off per request
+    assert observer.singles == []
+    assert len(observer.batches) == dp.manager.pool.size == 2
+    shares = sorted(observer.batches, key=lambda b: int(b.ids[0][1:]))
+    assert [i for b in shares for i in b.ids] == [f"r{i}" for i in range(6)]
+    for handed in shares:
+        lo = spans[int(handed.ids[0][1:])][0]
+        hi = spans[int(handed.ids[-1][1:])][1]
+        assert handed.rows == [b - a for a, b in spans[int(handed.ids[0][1:]):
+                                                        int(handed.ids[-1][1:]) + 1]]
+        stacked = np.asarray(handed.data)
+        np.testing.assert_array_equal(stacked, X[lo:hi])
+        expected = model.runtime.predict(X[lo:hi])
+        for name, value in expected.items():
+            np.testing.assert_allclose(handed.outputs[name], value, rtol=1e-12, atol=0)
+    # the metrics still see requests, not groups: six runs and their rows
+    samples = {s.name: s.value
+               for f in text_string_to_metric_families(dp.metrics.exposition().decode())
+               for s in f.samples if s.labels.get("model") == "cancer" and "le" not in s.labels}
+    assert samples["modelyard_batch_size_rows_count"] == 6
+    assert samples["modelyard_batch_size_rows_sum"] == 13
+    assert samples["modelyard_inference_duration_seconds_count"] == 6
+
+
+def test_requests_asking_for_different_outputs_reach_monitoring_each_alone(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    dp: DataPlane = make_dataplane()
+    observer = RecordingObserver()
+    dp.observer = observer
+    requests = [_cancer(0, 2, "a", ["predict"]), _cancer(2, 3, "b", ["predict_proba"]),
+                _cancer(3, 5, "c", ["predict"]), _cancer(5, 6, "d", ["predict_proba"])]
+
+    answers = _submit_together(dp, requests)
+
+    assert [answers[k][0].outputs[0].name for k in "abcd"] == [
+        "predict", "predict_proba", "predict", "predict_proba"]
+    # what each computed differs, so nothing is stacked: each answer is handed over alone
+    assert sorted(i for b in observer.batches for i in b.ids) == ["a", "b", "c", "d"]
+    assert all(len(b.ids) == 1 for b in observer.batches)
+    by_id = {b.ids[0]: b for b in observer.batches}
+    np.testing.assert_array_equal(np.asarray(by_id["c"].data), X[3:5])
+    assert len(by_id["c"].outputs["predict"]) == 2
+
+
+def test_a_request_the_model_fails_on_fails_alone_and_is_not_monitored(  # type: ignore[no-untyped-def]
+    picky_dataplane,
+) -> None:
+    dp: DataPlane = picky_dataplane()  # no batching
+    observer = RecordingObserver()
+    dp.observer = observer
+    values = {"a": [1.0], "b": [2.0, 3.0], "bad": [4.0, -1.0], "c": [5.0]}
+    requests = [InferRequest("picky", [Tensor("x", "FP64", [len(v)], np.array(v))], id=k)
+                for k, v in values.items()]
+
+    answers = _submit_together(dp, requests)
+
+    response, error = answers["bad"]
+    assert response is None
+    assert type(error).__name__ == "ModelFailed"
+    assert "negative readings are not allowed" in str(error)
+    for key in "abc":
+        response, error = answers[key]
+        assert error is None
+        [out] = response.outputs
+        np.testing.assert_array_equal(np.ravel(out.data), np.array(values[key]) * 2)
+    handed = sorted(i for b in observer.batches for i in b.ids)
+    assert handed == ["a", "b", "c"]
+    for batch in observer.batches:
+        frame = batch.data if isinstance(batch.data, pd.DataFrame) else None
+        if frame is not None:
+            assert list(frame["x"]) == [v for i in batch.ids for v in values[i]]
