@@ -4,6 +4,7 @@ and failures, and reach live monitoring stacked, one hand-off per model thread's
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,3 +178,37 @@ def test_a_request_the_model_fails_on_fails_alone_and_is_not_monitored(  # type:
         frame = batch.data if isinstance(batch.data, pd.DataFrame) else None
         if frame is not None:
             assert list(frame["x"]) == [v for i in batch.ids for v in values[i]]
+
+
+def test_awaited_requests_join_the_group_and_one_with_a_deadline_runs_alone(  # type: ignore[no-untyped-def]
+    make_dataplane,
+) -> None:
+    """gRPC and KServe V1 await their answer: without a deadline they join the loop
+    iteration's group as REST's callbacks do; a request with a deadline runs (and is handed
+    to monitoring) on its own."""
+    dp: DataPlane = make_dataplane()
+    observer = RecordingObserver()
+    dp.observer = observer
+    model = dp.manager.resolve("cancer").require_ready()
+
+    async def go() -> list[Any]:
+        return await asyncio.gather(
+            dp.infer(_cancer(0, 2, "g1"), "grpc"),
+            dp.infer(_cancer(2, 3, "g2"), "grpc"),
+            dp.predict_v1_versioned("cancer", X[3:5].tolist(), "v1"),
+            dp.infer(InferRequest("cancer", [Tensor("input", "FP64", [1, 30], X[5:6])], id="d",
+                                  deadline=time.monotonic() + 30), "grpc"),
+        )
+
+    g1, g2, (predictions, version), d = asyncio.run(go())
+    expected = model.runtime.predict(X[:6])["predict"]
+    for response, (lo, hi) in ((g1, (0, 2)), (g2, (2, 3))):
+        got = {t.name: t.data for t in response.outputs}["predict"]
+        np.testing.assert_array_equal(got, expected[lo:hi])
+    assert predictions == list(expected[3:5])
+    assert version == 1
+    assert d.id == "d"
+    assert observer.singles == ["d"]
+    grouped = sorted(i for b in observer.batches for i in b.ids)
+    assert grouped == ["g1", "g2", "v1"]
+    assert len(observer.batches) == 2  # the group of three, split over the two model threads

@@ -57,7 +57,8 @@ class DataPlane(AdminRoutes):
         self.manager = manager
         self.settings = settings
         self.metrics = metrics
-        # unbatched requests without a deadline: run alone, handed over per loop iteration
+        # unbatched requests without a deadline: each runs alone, but those read in one loop
+        # iteration go to a model thread, and on to monitoring, together
         self.unbatched = Unbatched(manager.pool, metrics.observe_run)
         self.observer = observer
         self.feedback_sink: FeedbackSink | None = None
@@ -264,9 +265,9 @@ class DataPlane(AdminRoutes):
         model, names, cache_key, begun = self._begin(slot, request, started)
         if isinstance(begun, InferResponse):
             return begun
-        batched = slot.batcher is not None
+        handed = _handed(slot, request.deadline)
         outputs = await self._run(slot, model, begun, request.deadline)
-        return self._finish(slot, model, batched, names, cache_key, begun, outputs, started)
+        return self._finish(slot, model, handed, names, cache_key, begun, outputs, started)
 
     def _begin(self, slot: Slot, request: InferRequest, started: float
                ) -> tuple[ServedModel, list[str], Any, Prepared | InferResponse]:
@@ -320,14 +321,13 @@ class DataPlane(AdminRoutes):
             raise DeadlineExceeded("the request's deadline passed before it reached the model")
         if slot.batcher is not None:
             return await slot.batcher.submit(prepared, deadline)
-        future = self.manager.pool.run(_timed, model.run, prepared.data, prepared.outputs,
-                                       time.perf_counter())
         try:
-            if deadline is None:
-                outputs, waited, took = await future
-            else:
-                outputs, waited, took = await asyncio.wait_for(
-                    future, max(0.0, deadline - time.monotonic()))
+            if deadline is None:  # with the requests read together (:attr:`unbatched`)
+                return await self.unbatched.run(model, slot.labels, prepared)
+            future = self.manager.pool.run(_timed, model.run, prepared.data, prepared.outputs,
+                                           time.perf_counter())
+            outputs, waited, took = await asyncio.wait_for(
+                future, max(0.0, deadline - time.monotonic()))
             self.metrics.observe_run(slot.labels, prepared.rows, waited, took)
             return outputs
         except TimeoutError:
@@ -413,13 +413,9 @@ class DataPlane(AdminRoutes):
         started = time.perf_counter()
         prepared = Prepared(data, len(instances), request_id=request_id or request_ids.next(),
                             started=started)
-        batched = slot.batcher is not None  # (then the batcher hands it to monitoring)
-        outputs = await self._observed(
+        outputs = await self._observed(  # (monitoring has it: no deadline, see _handed)
             slot, "rest_v1", started, self._run(slot, model, prepared, None),
         )
-        if self.observer is not None and not batched:
-            self.observer.record(model, prepared.request_id, time.time(),
-                                 time.perf_counter() - started, len(instances), data, outputs)
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))
         return [v1.plain(value) for value in main], model.version
 
@@ -451,6 +447,13 @@ class DataPlane(AdminRoutes):
         for slot in self.manager.slots():
             if slot.batcher is not None:
                 await slot.batcher.close()
+
+
+def _handed(slot: Slot, deadline: float | None) -> bool:
+    """Whether the model's answer reaches monitoring with others' (a batch, or the unbatched
+    requests of one loop iteration) rather than from :meth:`DataPlane._finish`: all but an
+    unbatched request with a deadline, which awaits its own call."""
+    return slot.batcher is not None or deadline is None
 
 
 _Timed = tuple[dict[str, np.ndarray], float, float]

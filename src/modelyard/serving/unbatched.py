@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -70,6 +70,22 @@ class Unbatched:
             group = groups[id(model)] = _Group(model, labels)
         group.parts.append(prepared)
         group.dones.append(done)
+
+    def run(self, model: ServedModel, labels: tuple[str, str], prepared: Prepared,
+            ) -> asyncio.Future[Outputs]:
+        """:meth:`put` for a caller that awaits the answer (gRPC, KServe V1, a shadow)."""
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+
+        def done(outputs: Outputs | None, error: BaseException | None) -> None:
+            if future.done():  # its caller stopped waiting
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(cast(Outputs, outputs))
+
+        self.put(model, labels, prepared, done)
+        return future
 
     def _hand_over(self) -> None:
         groups, self._groups = self._groups, {}
