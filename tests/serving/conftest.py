@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,6 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import modelyard
 from modelyard.serving import DataPlane, InferencePool, build_dataplane
+from modelyard.serving.types import InferRequest
 from modelyard.settings import ModelServingSettings, Settings
 
 
@@ -138,6 +141,32 @@ def picky_dataplane(tmp_path):  # type: ignore[no-untyped-def]
 
     yield build
     pool.shutdown()
+
+
+def submit_together(dp: DataPlane, requests: list[InferRequest]
+                     ) -> dict[str, tuple[Any, BaseException | None]]:
+    """Submit every request in one loop iteration and wait for all answers."""
+
+    async def go() -> dict[str, tuple[Any, BaseException | None]]:
+        loop = asyncio.get_running_loop()
+        answers: dict[str, tuple[Any, BaseException | None]] = {}
+        finished = loop.create_future()
+
+        def collect(key: str):  # type: ignore[no-untyped-def]
+            def done(response: Any, error: BaseException | None) -> None:
+                answers[key] = (response, error)
+                if len(answers) == len(requests):
+                    finished.set_result(None)
+            return done
+
+        for request in requests:
+            assert request.id is not None
+            dp.submit(request, "rest", collect(request.id))
+        await asyncio.wait_for(finished, 30)
+        await asyncio.sleep(0)  # monitoring's hand-off follows the answers
+        return answers
+
+    return asyncio.run(go())
 
 
 def free_port() -> int:

@@ -21,6 +21,8 @@ from modelyard.serving import DataPlane
 from modelyard.serving.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from modelyard.settings import ModelServingSettings
 
+from .conftest import submit_together
+
 X = load_breast_cancer().data
 
 
@@ -266,26 +268,13 @@ def test_submitted_requests_are_batched_without_tasks_and_a_full_queue_refuses( 
     model = dp.manager.resolve("cancer").require_ready()
     expected = model.runtime.predict(X)
 
-    async def go() -> dict[str, tuple[object, BaseException | None]]:
-        loop = asyncio.get_running_loop()
-        answers: dict[str, tuple[object, BaseException | None]] = {}
-        finished = loop.create_future()
+    requests = []
+    for i in range(40):
+        rows = X[i * 3: i * 3 + 1 + i % 3]
+        wanted = [RequestedOutput("predict_proba")] if i % 2 else [RequestedOutput("predict")]
+        requests.append(_request(rows, id=str(i), outputs=wanted))
 
-        def collect(key: str):  # type: ignore[no-untyped-def]
-            def done(response: object, error: BaseException | None) -> None:
-                answers[key] = (response, error)
-                if len(answers) == 40:
-                    finished.set_result(None)
-            return done
-
-        for i in range(40):
-            rows = X[i * 3: i * 3 + 1 + i % 3]
-            wanted = [RequestedOutput("predict_proba")] if i % 2 else [RequestedOutput("predict")]
-            dp.submit(_request(rows, id=str(i), outputs=wanted), "test", collect(str(i)))
-        await asyncio.wait_for(finished, 30)
-        return answers
-
-    answers = asyncio.run(go())
+    answers = submit_together(dp, requests)
     served = {key: r for key, (r, e) in answers.items() if e is None}
     refused = [e for _, e in answers.values() if e is not None]
     assert len(served) == 30  # the first 30 queued; a batch only starts on the next iteration

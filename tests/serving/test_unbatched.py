@@ -17,6 +17,8 @@ from modelyard.serving import DataPlane
 from modelyard.serving.model import Prepared, ServedModel
 from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
 
+from .conftest import submit_together
+
 X = load_breast_cancer().data
 
 
@@ -52,32 +54,6 @@ class RecordingObserver:
         pass
 
 
-def _submit_together(dp: DataPlane, requests: list[InferRequest]
-                     ) -> dict[str, tuple[Any, BaseException | None]]:
-    """Submit every request in one loop iteration and wait for all answers."""
-
-    async def go() -> dict[str, tuple[Any, BaseException | None]]:
-        loop = asyncio.get_running_loop()
-        answers: dict[str, tuple[Any, BaseException | None]] = {}
-        finished = loop.create_future()
-
-        def collect(key: str):  # type: ignore[no-untyped-def]
-            def done(response: Any, error: BaseException | None) -> None:
-                answers[key] = (response, error)
-                if len(answers) == len(requests):
-                    finished.set_result(None)
-            return done
-
-        for request in requests:
-            assert request.id is not None
-            dp.submit(request, "rest", collect(request.id))
-        await asyncio.wait_for(finished, 30)
-        await asyncio.sleep(0)  # monitoring's hand-off follows the answers
-        return answers
-
-    return asyncio.run(go())
-
-
 def _cancer(lo: int, hi: int, id: str, outputs: list[str] | None = None) -> InferRequest:
     rows = X[lo:hi]
     wanted = None if outputs is None else [RequestedOutput(n) for n in outputs]
@@ -95,7 +71,7 @@ def test_requests_read_together_are_answered_alone_and_monitored_stacked(  # typ
     spans = [(0, 1), (1, 4), (4, 6), (6, 7), (7, 12), (12, 13)]
     requests = [_cancer(lo, hi, f"r{i}") for i, (lo, hi) in enumerate(spans)]
 
-    answers = _submit_together(dp, requests)
+    answers = submit_together(dp, requests)
 
     for i, (lo, hi) in enumerate(spans):
         response, error = answers[f"r{i}"]
@@ -139,7 +115,7 @@ def test_requests_asking_for_different_outputs_reach_monitoring_each_alone(  # t
     requests = [_cancer(0, 2, "a", ["predict"]), _cancer(2, 3, "b", ["predict_proba"]),
                 _cancer(3, 5, "c", ["predict"]), _cancer(5, 6, "d", ["predict_proba"])]
 
-    answers = _submit_together(dp, requests)
+    answers = submit_together(dp, requests)
 
     assert [answers[k][0].outputs[0].name for k in "abcd"] == [
         "predict", "predict_proba", "predict", "predict_proba"]
@@ -161,7 +137,7 @@ def test_a_request_the_model_fails_on_fails_alone_and_is_not_monitored(  # type:
     requests = [InferRequest("picky", [Tensor("x", "FP64", [len(v)], np.array(v))], id=k)
                 for k, v in values.items()]
 
-    answers = _submit_together(dp, requests)
+    answers = submit_together(dp, requests)
 
     response, error = answers["bad"]
     assert response is None
