@@ -35,11 +35,11 @@ class RecordingObserver:
     """What monitoring was handed (an :class:`~modelyard.serving.observe.Observer`)."""
 
     batches: list[Handed] = field(default_factory=list)
-    singles: list[str] = field(default_factory=list)
 
     def record(self, model: ServedModel, request_id: str, at: float, latency_s: float,
                rows: int, data: Any, outputs: dict[str, np.ndarray]) -> None:
-        self.singles.append(request_id)
+        assert latency_s >= 0
+        self.batches.append(Handed([request_id], [rows], data, outputs))
 
     def record_batch(self, model: ServedModel, parts: list[Prepared], at: float,
                      finished: float, data: Any, outputs: dict[str, np.ndarray]) -> None:
@@ -83,7 +83,6 @@ def test_requests_read_together_are_answered_alone_and_monitored_stacked(  # typ
             np.testing.assert_array_equal(got[name], value)
     # one hand-off per model thread's share (the shares end in either order), each share's
     # requests in order, never one hand-off per request
-    assert observer.singles == []
     assert len(observer.batches) == dp.manager.pool.size == 2
     shares = sorted(observer.batches, key=lambda b: int(b.ids[0][1:]))
     assert [i for b in shares for i in b.ids] == [f"r{i}" for i in range(6)]
@@ -156,12 +155,12 @@ def test_a_request_the_model_fails_on_fails_alone_and_is_not_monitored(  # type:
             assert list(frame["x"]) == [v for i in batch.ids for v in values[i]]
 
 
-def test_awaited_requests_join_the_group_and_one_with_a_deadline_runs_alone(  # type: ignore[no-untyped-def]
+def test_awaited_requests_join_the_group_and_a_caller_gone_is_not_monitored(  # type: ignore[no-untyped-def]
     make_dataplane,
 ) -> None:
-    """gRPC and KServe V1 await their answer: without a deadline they join the loop
-    iteration's group as REST's callbacks do; a request with a deadline runs (and is handed
-    to monitoring) on its own."""
+    """gRPC, KServe V1 and a request with a deadline await their answer: they join the loop
+    iteration's group as REST's callbacks do. A caller that stopped waiting before the group
+    ran gets nothing and is not handed to monitoring; the others still are."""
     dp: DataPlane = make_dataplane()
     observer = RecordingObserver()
     dp.observer = observer
@@ -178,13 +177,23 @@ def test_awaited_requests_join_the_group_and_one_with_a_deadline_runs_alone(  # 
 
     g1, g2, (predictions, version), d = asyncio.run(go())
     expected = model.runtime.predict(X[:6])["predict"]
-    for response, (lo, hi) in ((g1, (0, 2)), (g2, (2, 3))):
+    for response, (lo, hi) in ((g1, (0, 2)), (g2, (2, 3)), (d, (5, 6))):
         got = {t.name: t.data for t in response.outputs}["predict"]
         np.testing.assert_array_equal(got, expected[lo:hi])
     assert predictions == list(expected[3:5])
     assert version == 1
-    assert d.id == "d"
-    assert observer.singles == ["d"]
-    grouped = sorted(i for b in observer.batches for i in b.ids)
-    assert grouped == ["g1", "g2", "v1"]
-    assert len(observer.batches) == 2  # the group of three, split over the two model threads
+    assert sorted(i for b in observer.batches for i in b.ids) == ["d", "g1", "g2", "v1"]
+    assert len(observer.batches) == 2  # the group of four, split over the two model threads
+
+    observer.batches.clear()
+
+    async def one_gives_up() -> Any:
+        labels = ("cancer", "1")
+        kept = dp.unbatched.run(model, labels, Prepared(X[0:2], 2, None, "kept"))
+        gone = dp.unbatched.run(model, labels, Prepared(X[2:3], 1, None, "gone"))
+        gone.cancel()  # (as wait_for does when a deadline passes)
+        return await kept
+
+    kept = asyncio.run(one_gives_up())
+    np.testing.assert_array_equal(kept["predict"], expected[0:2])
+    assert [b.ids for b in observer.batches] == [["kept"]]

@@ -57,8 +57,8 @@ class DataPlane(AdminRoutes):
         self.manager = manager
         self.settings = settings
         self.metrics = metrics
-        # unbatched requests without a deadline: each runs alone, but those read in one loop
-        # iteration go to a model thread, and on to monitoring, together
+        # unbatched requests: each runs alone, but those read in one loop iteration go to a
+        # model thread, and on to monitoring, together
         self.unbatched = Unbatched(manager.pool, metrics.observe_run)
         self.observer = observer
         self.feedback_sink: FeedbackSink | None = None
@@ -151,8 +151,7 @@ class DataPlane(AdminRoutes):
                 if error is not None:
                     raise _failure(model, error)
                 assert outputs is not None
-                response = self._finish(slot, model, True, names, cache_key, begun,
-                                        outputs, started)
+                response = self._finish(slot, model, names, cache_key, begun, outputs)
             except BaseException as exc:
                 self._count(slot, protocol, started, exc)
                 done(None, exc)
@@ -265,9 +264,8 @@ class DataPlane(AdminRoutes):
         model, names, cache_key, begun = self._begin(slot, request, started)
         if isinstance(begun, InferResponse):
             return begun
-        handed = _handed(slot, request.deadline)
         outputs = await self._run(slot, model, begun, request.deadline)
-        return self._finish(slot, model, handed, names, cache_key, begun, outputs, started)
+        return self._finish(slot, model, names, cache_key, begun, outputs)
 
     def _begin(self, slot: Slot, request: InferRequest, started: float
                ) -> tuple[ServedModel, list[str], Any, Prepared | InferResponse]:
@@ -289,30 +287,33 @@ class DataPlane(AdminRoutes):
         prepared.started = started
         return model, names, cache_key, prepared
 
-    def _finish(self, slot: Slot, model: ServedModel, handed: bool, names: list[str],
-                cache_key: Any, prepared: Prepared, outputs: dict[str, np.ndarray],
-                started: float) -> InferResponse:
-        """The answer from the model's outputs: cached, and seen by monitoring — here, unless
-        the request was ``handed`` to it with others (:meth:`_batch_answered`: a batch, or the
-        unbatched requests of one loop iteration)."""
+    def _finish(self, slot: Slot, model: ServedModel, names: list[str], cache_key: Any,
+                prepared: Prepared, outputs: dict[str, np.ndarray]) -> InferResponse:
+        """The answer from the model's outputs, cached. (Monitoring gets them elsewhere: each
+        model run's from the batch or group it ran in, :meth:`_batch_answered`.)"""
         tensors = model.to_tensors(outputs, names)
         if slot.cache is not None and cache_key is not None:
             slot.cache.put(cache_key, tensors)
-        response = self._response(model, prepared.request_id, tensors,
-                                  cache_hit=False if slot.cache else None)
-        if self.observer is not None and not handed:
-            self.observer.record(model, response.id, time.time(), time.perf_counter() - started,
-                                 prepared.rows, prepared.data, outputs)
-        return response
+        return self._response(model, prepared.request_id, tensors,
+                              cache_hit=False if slot.cache else None)
 
     def _batch_ran(self, slot: Slot, stats: BatchStats) -> None:
         self.metrics.observe_batch(*slot.labels, stats)
 
     def _batch_answered(self, model: ServedModel, parts: list[Prepared], data: ModelBatch,
                         outputs: dict[str, np.ndarray], finished: float) -> None:
-        """A batcher's answered batch, handed to monitoring whole (one call per batch)."""
-        if self.observer is not None:
-            self.observer.record_batch(model, parts, time.time(), finished, data, outputs)
+        """Requests the model answered together (a batch, or an unbatched group), handed to
+        monitoring in one call; one request alone goes as such (``record``: a tuple, which
+        costs the collector less than a batch of one)."""
+        observer = self.observer
+        if observer is None:
+            return
+        if len(parts) == 1:
+            part = parts[0]
+            observer.record(model, part.request_id, time.time(), finished - part.started,
+                            part.rows, data, outputs)
+            return
+        observer.record_batch(model, parts, time.time(), finished, data, outputs)
 
     async def _run(
         self, slot: Slot, model: ServedModel, prepared: Prepared, deadline: float | None
@@ -321,15 +322,11 @@ class DataPlane(AdminRoutes):
             raise DeadlineExceeded("the request's deadline passed before it reached the model")
         if slot.batcher is not None:
             return await slot.batcher.submit(prepared, deadline)
-        try:
-            if deadline is None:  # with the requests read together (:attr:`unbatched`)
-                return await self.unbatched.run(model, slot.labels, prepared)
-            future = self.manager.pool.run(_timed, model.run, prepared.data, prepared.outputs,
-                                           time.perf_counter())
-            outputs, waited, took = await asyncio.wait_for(
-                future, max(0.0, deadline - time.monotonic()))
-            self.metrics.observe_run(slot.labels, prepared.rows, waited, took)
-            return outputs
+        try:  # with the requests read together (:attr:`unbatched`)
+            future = self.unbatched.run(model, slot.labels, prepared)
+            if deadline is None:
+                return await future
+            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise DeadlineExceeded(
                 f"the request's deadline passed while model {model.key} was running"
@@ -447,25 +444,6 @@ class DataPlane(AdminRoutes):
         for slot in self.manager.slots():
             if slot.batcher is not None:
                 await slot.batcher.close()
-
-
-def _handed(slot: Slot, deadline: float | None) -> bool:
-    """Whether the model's answer reaches monitoring with others' (a batch, or the unbatched
-    requests of one loop iteration) rather than from :meth:`DataPlane._finish`: all but an
-    unbatched request with a deadline, which awaits its own call."""
-    return slot.batcher is not None or deadline is None
-
-
-_Timed = tuple[dict[str, np.ndarray], float, float]
-
-
-def _timed(run: Callable[[Any, Any], dict[str, np.ndarray]], data: Any, outputs: Any,
-           handed: float) -> _Timed:
-    """``run(data, outputs)`` on a model thread, with how long the call waited for the thread
-    since ``handed`` and how long it ran (batching off: what a batcher reports per batch)."""
-    started = time.perf_counter()
-    result = run(data, outputs)
-    return result, started - handed, time.perf_counter() - started
 
 
 def _settle(task: asyncio.Task[InferResponse], done: Done) -> None:

@@ -29,8 +29,9 @@ from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 
 logger = logging.getLogger("modelyard.serving")
-# done(outputs, None) or done(None, error): a request's answer, on the event loop
-Done = Callable[[Outputs | None, BaseException | None], None]
+# done(outputs, None) or done(None, error): a request's answer, on the event loop; False back
+# means its caller had stopped waiting (then monitoring does not get it)
+Done = Callable[[Outputs | None, BaseException | None], object]
 # observe(labels, rows, waited, took): one request's wait for a model thread and run
 Observe = Callable[[tuple[str, str], int, float, float], None]
 
@@ -73,16 +74,18 @@ class Unbatched:
 
     def run(self, model: ServedModel, labels: tuple[str, str], prepared: Prepared,
             ) -> asyncio.Future[Outputs]:
-        """:meth:`put` for a caller that awaits the answer (gRPC, KServe V1, a shadow)."""
+        """:meth:`put` for a caller that awaits the answer (gRPC, KServe V1, a shadow, a
+        request with a deadline); cancelling the future tells that it stopped waiting."""
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
 
-        def done(outputs: Outputs | None, error: BaseException | None) -> None:
-            if future.done():  # its caller stopped waiting
-                return
+        def done(outputs: Outputs | None, error: BaseException | None) -> bool:
+            if future.done():  # cancelled: its caller stopped waiting
+                return False
             if error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(cast(Outputs, outputs))
+            return True
 
         self.put(model, labels, prepared, done)
         return future
@@ -108,31 +111,34 @@ class Unbatched:
             return
         answers, whole, finished = ran
         observe, labels = self.observe, group.labels
+        taken = []
         for part, done, (result, waited, took) in zip(parts, dones, answers, strict=True):
             observe(labels, part.rows, waited, took)
             if isinstance(result, Exception):
-                _tell(done, None, result)
+                taken.append(_tell(done, None, result))
             else:
-                _tell(done, result, None)
+                taken.append(_tell(done, result, None))
         on_run = self.on_run
         if on_run is None:
             return
         try:
-            if whole is not None:
+            if whole is not None and all(taken):
                 on_run(group.model, parts, *whole, finished)
                 return
-            for part, (result, _, _) in zip(parts, answers, strict=True):
-                if not isinstance(result, Exception):
+            for part, took_it, (result, _, _) in zip(parts, taken, answers, strict=True):
+                if took_it and not isinstance(result, Exception):
                     on_run(group.model, [part], part.data, result, finished)
         except Exception:  # monitoring must never stop the answers
             logger.exception("handing answered requests to monitoring failed")
 
 
-def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> None:
+def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> bool:
+    """Give a caller its answer; whether it took it."""
     try:
-        done(outputs, error)
+        return done(outputs, error) is not False
     except Exception:  # one caller's failure must not keep the others' answers
         logger.exception("an unbatched request's callback failed")
+        return True
 
 
 def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: float) -> _Ran:
