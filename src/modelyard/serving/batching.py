@@ -263,7 +263,7 @@ class Batcher:
         self._running = True
         started = self.clock()
         self.pool.call(self._compute, (batch,),
-                           lambda done, error: self._finished(loop, batch, started, done, error))
+                       lambda done, error: self._finished(loop, batch, started, done, error))
 
     def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Item], started: float,
                   done: _Computed | None, error: BaseException | None) -> None:
@@ -286,7 +286,8 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(stats)
             if self.on_run is not None:
-                self._ran(self.on_run, batch, answered, whole, results, finished)
+                hand_answered(self.on_run, self.model, [item.prepared for item in batch],
+                              answered, whole, results, finished)
         finally:
             self._running = False
             if self._queue:
@@ -306,21 +307,6 @@ class Batcher:
         except Exception:
             return None, [self._alone(part) for part in parts]
 
-    def _ran(self, on_run: Ran, batch: list[_Item], answered: list[bool],
-             whole: tuple[ModelBatch, Outputs] | None,
-             results: list[Outputs | BaseException], finished: float) -> None:
-        """Hand what the model answered to ``on_run``: the batch whole when it ran stacked and
-        every caller took its answer, else each answered request alone."""
-        try:
-            if whole is not None and all(answered):
-                on_run(self.model, [item.prepared for item in batch], *whole, finished)
-                return
-            for item, took, result in zip(batch, answered, results, strict=True):
-                if took and not isinstance(result, BaseException):
-                    on_run(self.model, [item.prepared], item.prepared.data, result, finished)
-        except Exception:  # monitoring must never stop the batcher
-            logger.exception("handing a batch to monitoring failed")
-
     def _alone(self, prepared: Prepared) -> Outputs | BaseException:
         try:
             return self.model.run(prepared.data, prepared.outputs)
@@ -328,6 +314,23 @@ class Batcher:
             return exc
         except Exception as exc:
             return model_failure(self.model, exc)
+
+
+def hand_answered(on_run: Ran, model: ServedModel, parts: list[Prepared], taken: list[bool],
+                  whole: tuple[ModelBatch, Outputs] | None,
+                  results: list[Outputs | BaseException], finished: float) -> None:
+    """Hand what the model answered together to ``on_run`` (live monitoring): whole when it
+    was stacked and every caller took its answer, else each answered request alone. Shared by
+    a batcher's batches and an unbatched model's groups; monitoring never stops either."""
+    try:
+        if whole is not None and all(taken):
+            on_run(model, parts, *whole, finished)
+            return
+        for part, took, result in zip(parts, taken, results, strict=True):
+            if took and not isinstance(result, BaseException):
+                on_run(model, [part], part.data, result, finished)
+    except Exception:
+        logger.exception("handing answered requests to monitoring failed")
 
 
 def model_failure(model: ServedModel, exc: Exception) -> ModelFailed:

@@ -410,7 +410,7 @@ class DataPlane(AdminRoutes):
         started = time.perf_counter()
         prepared = Prepared(data, len(instances), request_id=request_id or request_ids.next(),
                             started=started)
-        outputs = await self._observed(  # (monitoring has it: no deadline, see _handed)
+        outputs = await self._observed(  # (monitoring gets it from the batch or group it ran in)
             slot, "rest_v1", started, self._run(slot, model, prepared, None),
         )
         main = outputs["predict"] if "predict" in outputs else next(iter(outputs.values()))

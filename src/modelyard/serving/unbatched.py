@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from modelyard.serving.batching import Outputs, Ran
+from modelyard.serving.batching import Outputs, Ran, hand_answered
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 
@@ -118,18 +118,9 @@ class Unbatched:
                 taken.append(_tell(done, None, result))
             else:
                 taken.append(_tell(done, result, None))
-        on_run = self.on_run
-        if on_run is None:
-            return
-        try:
-            if whole is not None and all(taken):
-                on_run(group.model, parts, *whole, finished)
-                return
-            for part, took_it, (result, _, _) in zip(parts, taken, answers, strict=True):
-                if took_it and not isinstance(result, Exception):
-                    on_run(group.model, [part], part.data, result, finished)
-        except Exception:  # monitoring must never stop the answers
-            logger.exception("handing answered requests to monitoring failed")
+        if self.on_run is not None:
+            hand_answered(self.on_run, group.model, parts, taken, whole,
+                          [answer[0] for answer in answers], finished)
 
 
 def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> bool:
