@@ -97,6 +97,10 @@ class Unbatched:
         for group in groups.values():
             count = len(group.parts)
             share = count if threads == 1 else -(-count // threads)
+            if share >= count:  # one call for the group: no copies of its lists
+                self.pool.call(_run_each, (group.model, group.parts, stack, time.perf_counter()),
+                               partial(self._answer, group, group.parts, group.dones))
+                continue
             for start in range(0, count, share):
                 parts = group.parts[start:start + share]
                 dones = group.dones[start:start + share]
@@ -137,15 +141,15 @@ def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: fl
     group's inputs and outputs stacked when every request was answered with the same
     outputs."""
     answers: list[tuple[Outputs | Exception, float, float]] = []
+    finished = handed
     for part in parts:
         started = time.perf_counter()
         try:
             result: Outputs | Exception = model.run(part.data, part.outputs)
         except Exception as exc:  # this request's failure alone
             result = exc
-        ended = time.perf_counter()
-        answers.append((result, started - handed, ended - started))
-    finished = time.perf_counter()
+        finished = time.perf_counter()  # (the last request's end is the group's)
+        answers.append((result, started - handed, finished - started))
     whole = None
     if stack and len(parts) > 1:
         whole = _stacked(model, parts, [answer[0] for answer in answers])
