@@ -197,3 +197,48 @@ def test_awaited_requests_join_the_group_and_a_caller_gone_is_not_monitored(  # 
     kept = asyncio.run(one_gives_up())
     np.testing.assert_array_equal(kept["predict"], expected[0:2])
     assert [b.ids for b in observer.batches] == [["kept"]]
+
+
+def test_a_request_alone_in_its_iteration_takes_the_short_way_with_the_same_outcome(  # type: ignore[no-untyped-def]
+    make_dataplane, picky_dataplane,
+) -> None:
+    """A request with no other in its loop iteration (as at c=1) is not grouped, yet it is
+    answered, counted, monitored, failed and given up on exactly as a group's request is."""
+    dp: DataPlane = make_dataplane()
+    observer = RecordingObserver()
+    dp.observer = observer
+    model = dp.manager.resolve("cancer").require_ready()
+
+    [(response, error)] = submit_together(dp, [_cancer(3, 6, "lone")]).values()
+
+    assert error is None
+    got = {t.name: t.data for t in response.outputs}
+    for name, value in model.runtime.predict(X[3:6]).items():
+        np.testing.assert_array_equal(got[name], value)
+    [handed] = observer.batches
+    assert (handed.ids, handed.rows) == (["lone"], [3])
+    np.testing.assert_array_equal(np.asarray(handed.data), X[3:6])
+    np.testing.assert_array_equal(handed.outputs["predict"], got["predict"])
+    samples = {s.name: s.value
+               for f in text_string_to_metric_families(dp.metrics.exposition().decode())
+               for s in f.samples if s.labels.get("model") == "cancer" and "le" not in s.labels}
+    assert samples["modelyard_batch_size_rows_count"] == 1
+    assert samples["modelyard_batch_size_rows_sum"] == 3
+
+    observer.batches.clear()
+
+    async def gives_up() -> None:
+        gone = dp.unbatched.run(model, ("cancer", "1"), Prepared(X[0:1], 1, None, "gone"))
+        gone.cancel()
+        await asyncio.sleep(0.2)  # the model answers after its caller left
+
+    asyncio.run(gives_up())
+    assert observer.batches == []
+
+    picky: DataPlane = picky_dataplane()
+    picky.observer = observer
+    bad = InferRequest("picky", [Tensor("x", "FP64", [2], np.array([1.0, -1.0]))], id="bad")
+    [(response, error)] = submit_together(picky, [bad]).values()
+    assert response is None
+    assert "negative readings are not allowed" in str(error)
+    assert observer.batches == []

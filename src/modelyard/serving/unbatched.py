@@ -3,7 +3,8 @@
 Every request read in one iteration of the event loop is queued here; at the iteration's end
 each model's requests go to a model thread as one call (split across the threads when there
 are several). On that thread each request runs on its own — its own input, its own requested
-outputs, its own failure — and the answers come back to the loop together.
+outputs, its own failure — and the answers come back to the loop together. A request alone in
+its iteration (as at c=1) goes straight to a thread, with nothing to group.
 
 What the group adds is for live monitoring: when every request of a group was answered and
 asked for the same outputs, their inputs and outputs are stacked on the model thread and
@@ -36,21 +37,13 @@ Done = Callable[[Outputs | None, BaseException | None], object]
 Observe = Callable[[tuple[str, str], int, float, float], None]
 
 
-class _Group:
-    __slots__ = ("dones", "labels", "model", "parts")
-
-    def __init__(self, model: ServedModel, labels: tuple[str, str]) -> None:
-        self.model = model
-        self.labels = labels
-        self.parts: list[Prepared] = []
-        self.dones: list[Done] = []
-
-
-# what a group's call gives back: each request's answer or error with its wait and run time,
-# the stacked input and outputs for monitoring (None: hand each answer over alone), and
-# perf_counter() when the last request ended
-_Ran = tuple[list[tuple[Outputs | Exception, float, float]],
-             tuple[ModelBatch, Outputs] | None, float]
+# one queued request: its model, the model's metric labels, its input, where its answer goes
+_Item = tuple[ServedModel, tuple[str, str], Prepared, Done]
+# a request's answer (or its own error), how long it waited for a model thread and ran
+_Answer = tuple[Outputs | Exception, float, float]
+# what a group's call gives back: each request's answer, the stacked input and outputs for
+# monitoring (None: hand each answer over alone), and perf_counter() when the last one ended
+_Ran = tuple[list[_Answer], tuple[ModelBatch, Outputs] | None, float]
 
 
 class Unbatched:
@@ -58,19 +51,15 @@ class Unbatched:
         self.pool = pool
         self.observe = observe
         self.on_run: Ran | None = None  # live monitoring's hand-off; None: monitoring off
-        self._groups: dict[int, _Group] = {}
+        self._queued: list[_Item] = []
 
     def put(self, model: ServedModel, labels: tuple[str, str], prepared: Prepared,
             done: Done) -> None:
         """Run ``prepared`` on ``model`` alone; ``done`` gets its answer on the event loop."""
-        groups = self._groups
-        group = groups.get(id(model))
-        if group is None:
-            if not groups:
-                asyncio.get_running_loop().call_soon(self._hand_over)
-            group = groups[id(model)] = _Group(model, labels)
-        group.parts.append(prepared)
-        group.dones.append(done)
+        queued = self._queued
+        if not queued:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        queued.append((model, labels, prepared, done))
 
     def run(self, model: ServedModel, labels: tuple[str, str], prepared: Prepared,
             ) -> asyncio.Future[Outputs]:
@@ -91,39 +80,59 @@ class Unbatched:
         return future
 
     def _hand_over(self) -> None:
-        groups, self._groups = self._groups, {}
-        threads = self.pool.size
-        stack = self.on_run is not None
-        for group in groups.values():
-            count = len(group.parts)
-            share = count if threads == 1 else -(-count // threads)
-            if share >= count:  # one call for the group: no copies of its lists
-                self.pool.call(_run_each, (group.model, group.parts, stack, time.perf_counter()),
-                               partial(self._answer, group, group.parts, group.dones))
-                continue
-            for start in range(0, count, share):
-                parts = group.parts[start:start + share]
-                dones = group.dones[start:start + share]
-                self.pool.call(_run_each, (group.model, parts, stack, time.perf_counter()),
-                               partial(self._answer, group, parts, dones))
+        queued, self._queued = self._queued, []
+        if len(queued) == 1:  # a lone request (as at c=1): no group to form
+            item = queued[0]
+            self.pool.call(_run_one, (item[0], item[2], time.perf_counter()),
+                           partial(self._answer_one, item))
+            return
+        groups: dict[ServedModel, list[_Item]] = {}
+        for item in queued:
+            group = groups.get(item[0])
+            if group is None:
+                groups[item[0]] = [item]
+            else:
+                group.append(item)
+        threads, stack = self.pool.size, self.on_run is not None
+        for model, items in groups.items():
+            share = -(-len(items) // threads)  # each model thread a share
+            for start in range(0, len(items), share):
+                chunk = items[start:start + share]
+                parts = [item[2] for item in chunk]
+                self.pool.call(_run_each, (model, parts, stack, time.perf_counter()),
+                               partial(self._answer, chunk, parts))
 
-    def _answer(self, group: _Group, parts: list[Prepared], dones: list[Done],
-                ran: _Ran | None, error: BaseException | None) -> None:
+    def _answer_one(self, item: _Item, ran: tuple[_Answer, float] | None,
+                    error: BaseException | None) -> None:
+        model, labels, part, done = item
         if ran is None:  # the model thread stopped (not a model's exception: those are kept)
-            for done in dones:
-                _tell(done, None, error)
+            _tell(done, None, error)
+            return
+        (result, waited, took), finished = ran
+        self.observe(labels, part.rows, waited, took)
+        if isinstance(result, Exception):
+            _tell(done, None, result)
+            return
+        if _tell(done, result, None) and self.on_run is not None:
+            hand_answered(self.on_run, model, [part], [True], None, [result], finished)
+
+    def _answer(self, items: list[_Item], parts: list[Prepared], ran: _Ran | None,
+                error: BaseException | None) -> None:
+        if ran is None:  # the model thread stopped (not a model's exception: those are kept)
+            for item in items:
+                _tell(item[3], None, error)
             return
         answers, whole, finished = ran
-        observe, labels = self.observe, group.labels
+        observe = self.observe
         taken = []
-        for part, done, (result, waited, took) in zip(parts, dones, answers, strict=True):
+        for (_, labels, part, done), (result, waited, took) in zip(items, answers, strict=True):
             observe(labels, part.rows, waited, took)
             if isinstance(result, Exception):
                 taken.append(_tell(done, None, result))
             else:
                 taken.append(_tell(done, result, None))
         if self.on_run is not None:
-            hand_answered(self.on_run, group.model, parts, taken, whole,
+            hand_answered(self.on_run, items[0][0], parts, taken, whole,
                           [answer[0] for answer in answers], finished)
 
 
@@ -136,11 +145,22 @@ def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> b
         return True
 
 
+def _run_one(model: ServedModel, part: Prepared, handed: float) -> tuple[_Answer, float]:
+    """On a model thread: one request, timed (the lone request of its loop iteration)."""
+    started = time.perf_counter()
+    try:
+        result: Outputs | Exception = model.run(part.data, part.outputs)
+    except Exception as exc:  # this request's failure alone
+        result = exc
+    finished = time.perf_counter()
+    return (result, started - handed, finished - started), finished
+
+
 def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: float) -> _Ran:
     """On a model thread: each request alone, timed; then, for monitoring (``stack``), the
     group's inputs and outputs stacked when every request was answered with the same
     outputs."""
-    answers: list[tuple[Outputs | Exception, float, float]] = []
+    answers: list[_Answer] = []
     finished = handed
     for part in parts:
         started = time.perf_counter()
@@ -150,11 +170,7 @@ def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: fl
             result = exc
         finished = time.perf_counter()  # (the last request's end is the group's)
         answers.append((result, started - handed, finished - started))
-    whole = None
-    if stack and len(parts) > 1:
-        whole = _stacked(model, parts, [answer[0] for answer in answers])
-    elif stack and not isinstance(answers[0][0], Exception):
-        whole = parts[0].data, answers[0][0]
+    whole = _stacked(model, parts, [answer[0] for answer in answers]) if stack else None
     return answers, whole, finished
 
 
