@@ -91,7 +91,27 @@ def _child(settings_json: str, worker: int) -> None:
 def _run(settings: Settings, announce: Callable[[str], None], worker: int = 0) -> None:
     import uvloop  # a dependency: uvicorn[standard]
 
+    _schedule(settings.serving.cpu_scheduling)
     uvloop.run(_main(settings, announce, worker))
+
+
+def _schedule(policy: str) -> None:
+    """Put this thread, and so every thread it starts later (the event loop's, the model
+    threads, monitoring's), under ``serving.cpu_scheduling``.
+
+    With the default policy a woken thread preempts the running one. When the event loop hands
+    a request to a model thread on the same core, the model thread then runs only to find the
+    GIL held, and the loop runs again until it waits; the answer's way back does the same. Under
+    SCHED_BATCH the woken thread waits for the running one to block: at c=1 that took the
+    server from 7.5 context switches a request to 3, and it answered ~6% more requests a
+    second at c=1 and c=16 (ONNX MLP, one core; ``benchmarks/RESULTS.md``). The cost: the
+    server's threads no longer preempt other processes on their cores when woken."""
+    if policy != "batch" or not hasattr(os, "SCHED_BATCH"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:  # e.g. a sandbox forbidding it: serve anyway, with the default
+        logger.warning("serving.cpu_scheduling: could not use SCHED_BATCH (%s)", exc)
 
 
 async def _main(settings: Settings, announce: Callable[[str], None], worker: int) -> None:

@@ -92,6 +92,14 @@ class ServingSettings(_Section):
         64 * 1024 * 1024, gt=0, description="largest tensor a request may declare"
     )
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM waits this long for work")
+    cpu_scheduling: Literal["batch", "normal"] = Field(
+        "batch",
+        description="Linux scheduling policy of the server's threads. 'batch' (SCHED_BATCH): a "
+        "thread that is woken (the model thread by the event loop, the loop by the model "
+        "thread's answer) waits for the running one to block instead of preempting it and "
+        "then waiting for the GIL it holds; 'normal': the OS default, for a server that shares "
+        "its cores with latency-critical processes",
+    )
     defaults: ModelServingSettings = Field(default_factory=ModelServingSettings)
     models: dict[str, ModelServingSettings] = Field(default_factory=dict)
 
