@@ -23,7 +23,10 @@ against the model thread: all threads' CPU a request as a multiple of the model 
 work a request either way, so that ratio compares runs that the host's own speed moved apart;
 on a slow, noisy host the same configuration's req/s moved by up to 47% between passes while
 this ratio stayed within a few percent (``benchmarks/RESULTS.md``). For batched models it is
-weaker: the model thread's work a request follows the batch sizes.
+weaker: the model thread's work a request follows the batch sizes. For an unbatched model with
+monitoring on it is wrong: the model thread stacks each group of requests for monitoring
+(``serving/unbatched.py``), so its CPU grows with the rest; on a quiet host the unbatched ONNX
+MLP's yardstick said 1.4 to 1.6% where req/s said 11 to 13%. Read req/s there.
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ def yardstick(run: dict[str, object]) -> float | None:
     The model threads do the same work a request whether monitoring is on or off (one ORT
     call, one share of a batch), so this ratio compares runs that the host's own speed moved
     apart: on a noisy host the same configuration's req/s moved by up to 47% between runs a
-    minute apart, and the model thread's µs a request with it."""
+    minute apart, and the model thread's µs a request with it. Not for an unbatched model with
+    monitoring on: its model thread also stacks each group for monitoring
+    (``serving/unbatched.py``), which the ratio then hides."""
     threads: dict[str, list[float]] = run["threads"]  # type: ignore[assignment]
     model = sum(t[1] for name, t in threads.items() if name.startswith(MODEL_THREADS))
     return sum(t[1] for t in threads.values()) / model if model else None
