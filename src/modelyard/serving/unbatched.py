@@ -146,7 +146,7 @@ def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> b
 
 
 def _run_one(model: ServedModel, part: Prepared, handed: float) -> tuple[_Answer, float]:
-    """On a model thread: one request, timed (the lone request of its loop iteration)."""
+    """On a model thread: one request, timed; its answer and perf_counter() when it ended."""
     started = time.perf_counter()
     try:
         result: Outputs | Exception = model.run(part.data, part.outputs)
@@ -163,13 +163,8 @@ def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: fl
     answers: list[_Answer] = []
     finished = handed
     for part in parts:
-        started = time.perf_counter()
-        try:
-            result: Outputs | Exception = model.run(part.data, part.outputs)
-        except Exception as exc:  # this request's failure alone
-            result = exc
-        finished = time.perf_counter()  # (the last request's end is the group's)
-        answers.append((result, started - handed, finished - started))
+        answer, finished = _run_one(model, part, handed)  # (the last request's end is the group's)
+        answers.append(answer)
     whole = _stacked(model, parts, [answer[0] for answer in answers]) if stack else None
     return answers, whole, finished
 
