@@ -8,10 +8,11 @@ its iteration (as at c=1) goes straight to a thread, with nothing to group.
 
 What the group adds is for live monitoring: when every request of a group was answered and
 asked for the same outputs, their inputs and outputs are stacked on the model thread and
-handed to monitoring as one batch, as a batcher's are. Handing each request over alone cost
-the collector ~8 µs a request on the ONNX MLP at c=16; stacked per group, the server with
-monitoring on answered 9 to 18% more requests a second (``benchmarks/RESULTS.md``). With
-monitoring off nothing is stacked.
+handed to monitoring as one batch, as a batcher's are: one hand-off a group rather than one
+a request. What it saves is smaller than first measured. An A/B on a slow host gave 9 to 18%
+more requests a second with monitoring on; the same A/B later gave 2%. On a quiet host,
+stacking took ~1.9 µs a request on the model thread and saved the collector about as much
+(ONNX MLP at c=16; ``benchmarks/RESULTS.md``). With monitoring off nothing is stacked.
 """
 
 from __future__ import annotations
