@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 import numpy as np
@@ -26,6 +27,7 @@ from modelyard.serving.types import ModelMetadata, RequestedOutput, Tensor
 from modelyard.types import TensorSpec, datatype_of, numpy_dtype
 
 ModelBatch = np.ndarray | pd.DataFrame | dict[str, np.ndarray]
+_DATA = attrgetter("data")
 
 
 @dataclass(slots=True)
@@ -208,14 +210,13 @@ class ServedModel:
     def stack(self, parts: list[Prepared]) -> ModelBatch:
         if len(parts) == 1:
             return parts[0].data
-        datas = [p.data for p in parts]
+        datas = list(map(_DATA, parts))
         first = datas[0]
         if isinstance(first, np.ndarray):
             return np.concatenate(cast(list[np.ndarray], datas))
         if isinstance(first, pd.DataFrame):
             return pd.concat(cast(list[pd.DataFrame], datas), ignore_index=True)
-        tensors = cast(list[dict[str, np.ndarray]], datas)
-        return {key: np.concatenate([t[key] for t in tensors]) for key in first}
+        return {key: np.concatenate(list(map(itemgetter(key), datas))) for key in first}
 
     def run(
         self, batch: ModelBatch, outputs: Collection[str] | None = None
