@@ -100,7 +100,7 @@ class Unbatched:
         for model, items in groups.items():
             share = -(-len(items) // threads)  # each model thread a share
             for start in range(0, len(items), share):
-                chunk = items[start:start + share]
+                chunk = items if share == len(items) else items[start:start + share]
                 parts = [item[2] for item in chunk]
                 self.pool.call(_run_each, (model, parts, stack, time.perf_counter()),
                                partial(self._answer, chunk, parts))
