@@ -1,0 +1,166 @@
+"""Live monitoring's work per request, stage by stage, in one process: figures that a noisy host
+moves little.
+
+    taskset -c 1 .venv/bin/python benchmarks/serving/monitoring_stages.py [--data constant]
+        [--group 8] [--lone 0.45] [--fold-requests 5500] [--repeats 7]
+
+What monitoring adds to a request of the peer bench's ONNX MLP (a ``{"X": float32[1, 64]}``
+input, a ``label`` output; unbatched), each stage timed alone with ``process_time`` and the
+best of ``--repeats`` printed, so that a host's stalls (10 to 40% on this machine within
+minutes) do not pass for a cost:
+
+1. model thread: a group of ``--group`` answered requests stacked for monitoring
+   (``serving/unbatched.py`` ``_stacked``);
+2. event loop: the group handed over (``Collector.record_batch``; a request alone in its loop
+   iteration goes by ``Collector.record``);
+3. collector: one stacking round of 10 ms of such hand-offs, ``--lone`` of them requests alone
+   (0.45 at c=16 in a server this session counted);
+4. collector: folding ``--fold-requests`` stacked requests into a window profile (65 columns);
+5. prediction log: the fold's requests made into one batch and stored in SQLite (index rows,
+   blob, commit; WAL as the server runs it).
+
+``--data`` chooses the inputs: ``constant`` (the peer bench sends one row over and over),
+``digits`` (17 levels, as ``load_digits``) or ``normal``. The sums are what the request path
+and the monitoring threads would spend if nothing else ran; in a server the same work costs
+more (its caches are shared with the loop and the model thread): compare with
+``thread_cpu.py compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from modelyard.live.collector import Collector
+from modelyard.live.handoff import stack_round
+from modelyard.live.predlog import PredictionLog
+from modelyard.live.stacked import Stacked
+from modelyard.monitoring.profile import TableProfile
+from modelyard.serving.model import Prepared, ServedModel
+from modelyard.serving.unbatched import _stacked
+from modelyard.store import Database
+
+WIDTH = 64
+ROUND = 150  # requests in a stacking round: ~10 ms at 15k requests a second
+
+
+class _Model:
+    """What monitoring reads of a served model (hashable, as a ServedModel is)."""
+
+    name, version, columns = "mlp", 1, [f"f{i}" for i in range(WIDTH)]
+    manifest = SimpleNamespace(classes=None)
+    stack = ServedModel.stack
+
+
+def rows(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "constant":
+        return np.tile(rng.normal(size=(1, WIDTH)).astype(np.float32), (n, 1))
+    if kind == "digits":
+        return (rng.integers(0, 17, size=(n, WIDTH)) / 16).astype(np.float32)
+    return rng.normal(size=(n, WIDTH)).astype(np.float32)
+
+
+def best(work: Callable[[], object], calls: int, repeats: int) -> float:
+    """The best of ``repeats`` timings of ``calls`` calls, in CPU seconds a call."""
+    work()
+    found = []
+    for _ in range(repeats):
+        started = time.process_time()
+        for _ in range(calls):
+            work()
+        found.append((time.process_time() - started) / calls)
+    return min(found)
+
+
+def requests(model: Any, data: np.ndarray, first: int) -> tuple[list[Prepared], list[dict]]:
+    parts = [Prepared({"X": data[i:i + 1].copy()}, 1, None, f"16d39b749b078c09-{first + i:012x}")
+             for i in range(len(data))]
+    return parts, [{"label": np.array([i % 10])} for i in range(len(data))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("constant", "digits", "normal"), default="constant")
+    parser.add_argument("--group", type=int, default=8, help="requests an unbatched group holds")
+    parser.add_argument("--lone", type=float, default=0.45,
+                        help="share of hand-offs that are a request alone")
+    parser.add_argument("--fold-requests", type=int, default=5500)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    model: Any = _Model()
+    figures: dict[str, float] = {}
+
+    parts, results = requests(model, rows(args.data, args.group, rng), 0)
+    figures["model thread: stack a group"] = best(
+        lambda: _stacked(model, parts, results), 2000, args.repeats) / args.group
+
+    with tempfile.TemporaryDirectory() as folder:
+        database = Database(f"sqlite:///{Path(folder) / 'bench.db'}")
+        database.migrate()
+        collector = Collector(database, replica="bench")
+        data, outputs = _stacked(model, parts, results) or ({}, {})
+
+        def hand_over() -> None:
+            collector.record_batch(model, parts, 1.7e9, 0.002, data, outputs)
+            collector._buffer.clear()
+
+        figures["event loop: hand a group over"] = best(hand_over, 5000, args.repeats) / args.group
+
+        # one round: hand-offs of groups and of requests alone, in the share asked for
+        items: list[Any] = []
+        count = 0
+        while count < ROUND:
+            if rng.random() < args.lone:
+                lone, answer = requests(model, rows(args.data, 1, rng), count)
+                items.append((model, lone[0].request_id, 1.7e9, 0.001, 1, lone[0].data,
+                              answer[0]))
+                count += 1
+            else:
+                collector.record_batch(model, parts, 1.7e9, 0.002, data, outputs)
+                items.append(collector._buffer.pop())
+                count += args.group
+        figures["collector: stacking round"] = best(
+            lambda: stack_round(list(items)), 300, args.repeats) / count
+
+        n = args.fold_requests
+        matrix = rows(args.data, n, rng)
+        ids = [f"16d39b749b078c09-{i:012x}" for i in range(n)]
+        group = Stacked("mlp", 1, ids, np.full(n, 1.7e9), np.full(n, 1.5), None, matrix,
+                        {"label": rng.integers(0, 10, n)}, model.columns, "X", None)
+        profile = TableProfile()
+        figures["collector: fold into the window profile"] = best(
+            lambda: profile.update(group.profile_columns()), 5, args.repeats) / n
+
+        log = PredictionLog(database, batch_size=1000)
+        serial = iter(range(1, 10**9))
+
+        def store() -> None:
+            k = next(serial)
+            log.submit_stacked(Stacked(
+                "mlp", 1, [f"16d39b749b078c09-{k * n + i:012x}" for i in range(n)],
+                group.at + k, group.latency_ms, None, matrix, group.raw, model.columns, "X",
+                None))
+            log.flush()
+
+        figures["prediction log: batch and store"] = best(store, 5, args.repeats) / n
+        database.dispose()
+
+    print(f"ONNX MLP, one-row requests, {args.data} inputs, groups of {args.group}, "
+          f"{args.lone:.0%} alone, folds of {args.fold_requests:,}; best of {args.repeats}")
+    print("| stage | µs a request |")
+    print("|---|---:|")
+    for stage, seconds in figures.items():
+        print(f"| {stage} | {seconds * 1e6:.2f} |")
+    print(f"| all | {sum(figures.values()) * 1e6:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
