@@ -33,6 +33,12 @@ HERE = Path(__file__).resolve().parent
 PORT = 18_580
 
 
+def peer_models() -> Path:
+    """Where the peer bench keeps its models: ``$PEER_BENCH_HOME/work/models``."""
+    home = Path(os.environ.get("PEER_BENCH_HOME", Path.home() / ".cache" / "peer-bench"))
+    return home / "work" / "models"
+
+
 def body(models: Path, model: str) -> bytes:
     sample = json.loads((models / "samples.json").read_text())
     key, name = ("hgb", "predict") if model == "hgb" else ("onnx", "X")
@@ -113,8 +119,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=10)
     a = ap.parse_args()
-    home = Path(os.environ.get("PEER_BENCH_HOME", Path.home() / ".cache" / "peer-bench"))
-    models = home / "work" / "models"
+    models = peer_models()
     concs = [int(c) for c in a.conc.split(",")]
     base = f"http://127.0.0.1:{PORT}"
     url = f"{base}/v2/models/{a.model}/infer"

@@ -20,7 +20,6 @@ bench's models (``$PEER_BENCH_HOME/work/models``); nothing is written.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -55,8 +54,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seconds", type=int, default=3)
     args = parser.parse_args()
-    home = Path(os.environ.get("PEER_BENCH_HOME", Path.home() / ".cache" / "peer-bench"))
-    models = home / "work" / "models"
+    models = ab.peer_models()
     payload = ab.body(models, args.model)
     sides = {"A": args.a, "B": args.b}
     with tempfile.TemporaryDirectory(prefix="modelyard-interleaved-") as scratch:
