@@ -242,3 +242,28 @@ def test_a_request_alone_in_its_iteration_takes_the_short_way_with_the_same_outc
     assert response is None
     assert "negative readings are not allowed" in str(error)
     assert observer.batches == []
+
+
+def test_a_group_is_stacked_for_monitoring_only_when_every_answer_has_a_row_per_input_row(
+) -> None:
+    from modelyard.serving.unbatched import _stacked
+
+    class Model:  # what _stacked reads of a served model
+        stack = ServedModel.stack
+
+    parts = [Prepared({"X": X[0:1]}, 1, None, "a"), Prepared({"X": X[1:3]}, 2, None, "b")]
+    good = [{"y": np.array([1])}, {"y": np.array([2, 3])}]
+
+    stacked = _stacked(Model(), parts, good)  # type: ignore[arg-type]
+
+    assert stacked is not None
+    np.testing.assert_array_equal(stacked[0]["X"], X[0:3])
+    np.testing.assert_array_equal(stacked[1]["y"], [1, 2, 3])
+    for answers in (
+        [{"y": np.array(1)}, {"y": np.array([2, 3])}],  # a 0-d output
+        [{"y": np.array([1])}, {"y": np.array([2])}],  # one row for two input rows
+        [ValueError("no"), {"y": np.array([2, 3])}],  # the first request failed
+        [{"y": np.array([1])}, ValueError("no")],  # a later one failed
+        [{"y": np.array([1])}, {"z": np.array([2, 3])}],  # other outputs asked for
+    ):
+        assert _stacked(Model(), parts, answers) is None  # type: ignore[arg-type]
