@@ -47,12 +47,12 @@ def body(models: Path, model: str) -> bytes:
                                    "data": row}]}).encode()
 
 
-def start(tree: Path, models: Path, batching: bool, monitoring: bool, work: Path
-          ) -> subprocess.Popen[bytes]:
+def start(tree: Path, models: Path, batching: bool, monitoring: bool, work: Path,
+          port: int = PORT) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
     env.update(PYTHONPATH=str(tree.resolve()), OURS_MONITORING="1" if monitoring else "0",
                OMP_NUM_THREADS="1")
-    cmd = ["taskset", "-c", "1", "bash", str(HERE / "start_ours.sh"), str(PORT),
+    cmd = ["taskset", "-c", "1", "bash", str(HERE / "start_ours.sh"), str(port),
            str(models / "hgb.joblib"), str(models / "model.onnx"), "1" if batching else "0",
            str(work)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -41,7 +41,7 @@ from modelyard.store import Database
 ROUND = 160  # requests stacked at once: 10 ms at 16k requests a second
 
 
-class _Model:
+class MlpModel:
     """What the collector reads of a served model (hashable, as a ServedModel is)."""
 
     name, version, columns = "mlp", 1, [f"f{i}" for i in range(64)]
@@ -51,7 +51,7 @@ class _Model:
 def bench(collector: Collector, rows: list[np.ndarray], fold_requests: int, folds: int,
           batch: int = 1) -> float:
     """CPU seconds per request for recording, stacking and folding ``folds`` times."""
-    model: Any = _Model()
+    model: Any = MlpModel()
     rounds = max(1, fold_requests // ROUND)
     labels = [np.array([i % 10]) for i in range(ROUND)]
 

@@ -67,9 +67,8 @@ def main() -> None:
         processes = {}
         try:
             for label, (tree, monitoring) in sides.items():
-                ab.PORT = PORTS[label]  # start() takes the module's port
                 processes[label] = ab.start(tree, models, args.batching == "on", monitoring,
-                                            work / label)
+                                            work / label, PORTS[label])
             for label, process in processes.items():
                 ab.wait_ready(process, urls[label], payload)
             for conc in (int(c) for c in args.conc.split(",")):

@@ -33,10 +33,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from collector_path import MlpModel
 
 from modelyard.live.collector import Collector
 from modelyard.live.handoff import stack_round
@@ -47,15 +47,13 @@ from modelyard.serving.model import Prepared, ServedModel
 from modelyard.serving.unbatched import _stacked
 from modelyard.store import Database
 
-WIDTH = 64
+WIDTH = len(MlpModel.columns)
 ROUND = 150  # requests in a stacking round: ~10 ms at 15k requests a second
 
 
-class _Model:
-    """What monitoring reads of a served model (hashable, as a ServedModel is)."""
+class _Model(MlpModel):
+    """collector_path's stand-in, with what the model thread's stacking also reads."""
 
-    name, version, columns = "mlp", 1, [f"f{i}" for i in range(WIDTH)]
-    manifest = SimpleNamespace(classes=None)
     stack = ServedModel.stack
 
 
