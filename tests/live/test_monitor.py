@@ -21,6 +21,7 @@ from modelyard.live.monitor import Monitor, metric_values
 from modelyard.live.stacked import Stacked
 from modelyard.live.windows import load
 from modelyard.serving import DataPlane, InferencePool, build_dataplane
+from modelyard.serving.model import Prepared
 from modelyard.serving.observe import Observation
 from modelyard.serving.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from modelyard.settings import ModelServingSettings, Settings
@@ -490,3 +491,74 @@ def test_a_batch_the_model_fails_on_reaches_monitoring_as_its_answered_requests_
     assert sum(w.rows for w in windows) == 5
     assert sorted(o.request_id for o in observations_of(folded)) == ["r0", "r1", "r2", "r4",
                                                                       "r5"]
+
+
+def test_an_unbatched_models_groups_are_written_by_the_model_threads_into_the_window_and_log(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    """Without batching, the requests one loop iteration read run one by one on the model
+    threads, which write them straight into monitoring's column buffers. Every request whose
+    caller took its answer reaches the window and the log once, under its id, with its own
+    rows, outputs and latency; one whose caller gave up does not; requests that asked for
+    other outputs still reach the window, the general way."""
+    X, _ = cancer
+    rows = X.to_numpy(np.float64)
+    database = open_database(served.resolved_database_url, served.store)
+    pool = InferencePool(2)
+    dataplane = build_dataplane(modelyard.open_registry(served), served.serving, pool)
+    folded: list[Folded] = []
+    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
+                          log=folded.extend)
+    dataplane.observer = collector
+    sizes = [1, 3, 2, 1, 1, 4, 2, 1] * 36  # 288 requests, 540 rows: buffers grow past 256 rows
+    edges = np.cumsum([0, *sizes])
+    model = dataplane.manager.resolve("cancer").require_ready()
+
+    def request(i: int, wanted: list[str] | None = None) -> InferRequest:
+        n, a = sizes[i], edges[i]
+        return InferRequest("cancer", [Tensor("x", "FP64", [n, 30], rows[a:a + n])],
+                            id=None if i % 5 else f"mine-{i}",
+                            outputs=None if wanted is None else [RequestedOutput(w)
+                                                                 for w in wanted])
+
+    async def send() -> tuple[list[InferResponse], list[InferResponse]]:
+        together = [asyncio.ensure_future(dataplane.infer(request(i), "rest"))
+                    for i in range(270)]
+        await asyncio.sleep(0)  # each has queued its request; the group is not yet handed over
+        gone = dataplane.unbatched.run(model, ("cancer", "1"), Prepared(rows[:2], 2, None,
+                                                                         "gone"))
+        gone.cancel()  # one caller of the group stops waiting before it runs
+        answered = await asyncio.gather(*together)
+        other = await asyncio.gather(*(dataplane.infer(request(i, ["predict"]), "rest")
+                                       for i in range(270, 288)))
+        return list(answered), list(other)
+
+    began = time.perf_counter()
+    try:
+        answered, other = asyncio.run(send())
+        took = time.perf_counter() - began
+        collector.close()
+    finally:
+        pool.shutdown()
+    windows = load(database, "cancer", 1)
+    assert sum(w.requests for w in windows) == 288
+    assert sum(w.rows for w in windows) == 540
+    logged = {o.request_id: o for o in observations_of(folded)}
+    ids = [a.id for a in [*answered, *other]]
+    assert sorted(logged) == sorted(ids)  # each once, "gone" not at all
+    assert [ids[i] for i in range(0, 288, 5)] == [f"mine-{i}" for i in range(0, 288, 5)]
+    # the groups came as few stacked groups, not one item a request
+    assert sum(isinstance(item, Stacked) for item in folded) <= 4
+    expected = cancer_model.predict_proba(X.iloc[:540])
+    for i, request_id in enumerate(ids):
+        seen, (a, b) = logged[request_id], (edges[i], edges[i + 1])
+        assert seen.rows == sizes[i]
+        np.testing.assert_array_equal(seen.data, rows[a:b])
+        np.testing.assert_array_equal(seen.outputs["predict"], cancer_model.predict(X.iloc[a:b]))
+        if i < 270:
+            np.testing.assert_allclose(seen.outputs["predict_proba"], expected[a:b])
+        assert 0 < seen.latency_s <= took
+    summary = windows[0].profile.result() if windows[0].profile else {}
+    assert summary["mean radius"].count == 540
+    assert summary["mean radius"].max == rows[:540, 0].max()
+    assert summary["proba_1"].missing == sum(sizes[270:])

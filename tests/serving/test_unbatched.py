@@ -4,6 +4,7 @@ and failures, and reach live monitoring stacked, one hand-off per model thread's
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ class RecordingObserver:
     """What monitoring was handed (an :class:`~modelyard.serving.observe.Observer`)."""
 
     batches: list[Handed] = field(default_factory=list)
+    takes_groups: bool = False  # whether accumulate takes what a model thread hands it
+    withdrawn: list[str] = field(default_factory=list)
 
     def record(self, model: ServedModel, request_id: str, at: float, latency_s: float,
                rows: int, data: Any, outputs: dict[str, np.ndarray]) -> None:
@@ -46,6 +49,19 @@ class RecordingObserver:
         assert all(finished >= p.started for p in parts)
         self.batches.append(Handed([p.request_id for p in parts], [p.rows for p in parts],
                                    data, outputs))
+
+    def accumulate(self, model: ServedModel, parts: list[Prepared],
+                   results: list[dict[str, np.ndarray]], finished: float) -> bool:
+        assert threading.current_thread().name.startswith("modelyard-infer-")
+        if not self.takes_groups:
+            return False
+        outputs = {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+        self.batches.append(Handed([p.request_id for p in parts], [p.rows for p in parts],
+                                   ServedModel.stack(model, parts), outputs))
+        return True
+
+    def withdraw(self, request_ids: list[str]) -> None:
+        self.withdrawn.extend(request_ids)
 
     def observe(self, observation: Any) -> None:
         raise AssertionError("the data plane hands over arrays, not observations")

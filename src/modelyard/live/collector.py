@@ -9,7 +9,9 @@ round, :mod:`.stacked` for the columns: inputs, then the outputs as ``prediction
 columns into that version's window profile with one chunk (and at once when a window ends,
 so that it is stored whole before the monitor judges it); the same stacked groups go on to
 the prediction log, so a request's arrays are stacked once for both. A batch comes stacked
-already: its input and outputs are taken as the model ran them. A window is written to the
+already: its input and outputs are taken as the model ran them. An unbatched model's group
+skips the queue: the model thread writes it into column buffers (:meth:`Collector.accumulate`,
+:mod:`.columns`), which the fold takes whole. A window is written to the
 store when it ends, on :meth:`Collector.flush`, and on :meth:`Collector.close`; a replica
 writes the whole of its window each time, so a rewrite replaces rather than adds.
 
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from modelyard.live._clock import Clock, SystemClock
+from modelyard.live.columns import Buffers
 from modelyard.live.handoff import AnsweredBatch, Failure, Item, frame_of, stack_round
 from modelyard.live.stacked import PREDICTION, Stacked
 from modelyard.live.windows import WindowProfile, save, window_start
@@ -99,8 +102,9 @@ class Collector:
         self.interval_s = interval_s
         self.stack_interval_s = stack_interval_s
         self.max_buffer = max_buffer
-        self.dropped = 0
         self.observed = 0
+        self._dropped = 0  # (written on the event loop; the buffers count their own)
+        self._columns = Buffers(max_buffer)  # groups written by model threads
         self._warned: dict[tuple[str, int], str] = {}
         self._buffer: deque[Item] = deque()
         self._stacked: dict[tuple[Any, ...], list[Stacked]] = {}  # by layout, till the fold
@@ -117,14 +121,14 @@ class Collector:
     def record(self, model: ServedModel, request_id: str, at: float, latency_s: float,
                rows: int, data: Any, outputs: dict[str, np.ndarray]) -> None:
         if len(self._buffer) >= self.max_buffer:
-            self.dropped += 1
+            self._dropped += 1
             return
         self._buffer.append((model, request_id, at, latency_s, rows, data, outputs))
 
     def record_batch(self, model: ServedModel, parts: list[Prepared], at: float,
                      finished: float, data: Any, outputs: dict[str, np.ndarray]) -> None:
         if len(self._buffer) >= self.max_buffer:
-            self.dropped += len(parts)
+            self._dropped += len(parts)
             return
         self._buffer.append(AnsweredBatch(model, [p.request_id for p in parts],
                                           [p.started for p in parts], [p.rows for p in parts],
@@ -132,13 +136,26 @@ class Collector:
 
     def observe(self, observation: Observation) -> None:
         if len(self._buffer) >= self.max_buffer:
-            self.dropped += 1
+            self._dropped += 1
             return
         self._buffer.append(observation)
 
     def failed(self, model: str, version: int, at: float, latency_s: float) -> None:
         if len(self._buffer) < self.max_buffer:
             self._buffer.append(Failure(model, version, at, latency_s))
+
+    def accumulate(self, model: ServedModel, parts: list[Prepared],
+                   results: list[dict[str, np.ndarray]], finished: float) -> bool:
+        # (on a model thread: straight into the column buffers, see .columns)
+        return self._columns.add(model, parts, results, finished)
+
+    def withdraw(self, request_ids: list[str]) -> None:
+        self._columns.withdraw(request_ids)
+
+    @property
+    def dropped(self) -> int:
+        """Requests not monitored because too many waited (``max_buffer``)."""
+        return self._dropped + self._columns.dropped
 
     # -- the background thread -----------------------------------------------------------
 
@@ -162,7 +179,8 @@ class Collector:
                 current = self._current_window()
                 since = time.monotonic() - folded_at
                 if current != window or since >= self.interval_s * _SLOWER_FOLD or (
-                        since >= self.interval_s and waiting >= _FOLD_REQUESTS):
+                        since >= self.interval_s
+                        and waiting + self._columns.held >= _FOLD_REQUESTS):
                     folded_at = time.monotonic()
                     window = current
                     waiting = 0
@@ -191,7 +209,10 @@ class Collector:
         """Stack, then fold everything taken so far into the window profiles; returns the
         requests folded."""
         self.stack()
+        columns = self._columns.take()
         with self._staging:
+            for found in columns:  # (with the rounds' groups of the same layout, if any)
+                self._stacked.setdefault(found.layout(), []).append(found)
             stacked = [Stacked.concat(parts) for parts in self._stacked.values()]
             taken = self._loose
             self._stacked, self._loose = {}, []

@@ -82,6 +82,7 @@ class DataPlane(AdminRoutes):
     def observer(self, observer: Observer | None) -> None:
         self._observer = observer
         self.unbatched.on_run = None if observer is None else self._batch_answered
+        self.unbatched.observer = observer
 
     # -- health and metadata -------------------------------------------------------------
 

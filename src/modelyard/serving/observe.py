@@ -55,6 +55,19 @@ class Observer(Protocol):
         latency is ``finished - part.started``). Same rules as :meth:`record`."""
         ...
 
+    def accumulate(self, model: ServedModel, parts: list[Prepared],
+                   results: list[dict[str, np.ndarray]], finished: float) -> bool:
+        """Called on a model thread, from any of them: take requests it answered one by one
+        (``results``: each request's outputs, in order), before their callers have them.
+        False: not taken (the caller hands them over with :meth:`record_batch` or
+        :meth:`record`). Same rules as :meth:`record`."""
+        ...
+
+    def withdraw(self, request_ids: list[str]) -> None:
+        """Requests taken by :meth:`accumulate` whose callers had stopped waiting: not to be
+        monitored, unless the observer already used them. Never raises."""
+        ...
+
     def observe(self, observation: Observation) -> None:
         """Take one answered request; must return at once and never raise."""
         ...

@@ -6,13 +6,14 @@ are several). On that thread each request runs on its own — its own input, its
 outputs, its own failure — and the answers come back to the loop together. A request alone in
 its iteration (as at c=1) goes straight to a thread, with nothing to group.
 
-What the group adds is for live monitoring: when every request of a group was answered and
-asked for the same outputs, their inputs and outputs are stacked on the model thread and
-handed to monitoring as one batch, as a batcher's are: one hand-off a group rather than one
-a request. What it saves is smaller than first measured. An A/B on a slow host gave 9 to 18%
-more requests a second with monitoring on; the same A/B later gave 2%. On a quiet host,
-stacking took ~1.9 µs a request on the model thread and saved the collector about as much
-(ONNX MLP at c=16; ``benchmarks/RESULTS.md``). With monitoring off nothing is stacked.
+What the group adds is for live monitoring. Once a group is answered, the model thread hands
+it to monitoring itself (:meth:`~modelyard.serving.observe.Observer.accumulate`), which writes
+its inputs and outputs into column buffers there and then; the event loop only withdraws a
+request whose caller stopped waiting meanwhile. A group monitoring does not take that way
+(requests that asked for other outputs, inputs as named tensors or a DataFrame) is stacked on
+the model thread when its requests' outputs agree, and handed over by the loop as a batcher's
+batch is: one hand-off a group rather than one a request. With monitoring off nothing is
+handed over or stacked.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from modelyard.serving.batching import Outputs, Ran, hand_answered
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
+from modelyard.serving.observe import Observer
 
 logger = logging.getLogger("modelyard.serving")
 # done(outputs, None) or done(None, error): a request's answer, on the event loop; False back
@@ -43,9 +45,10 @@ Observe = Callable[[tuple[str, str], int, float, float], None]
 _Item = tuple[ServedModel, tuple[str, str], Prepared, Done]
 # a request's answer (or its own error), how long it waited for a model thread and ran
 _Answer = tuple[Outputs | Exception, float, float]
-# what a group's call gives back: each request's answer, the stacked input and outputs for
-# monitoring (None: hand each answer over alone), and perf_counter() when the last one ended
-_Ran = tuple[list[_Answer], tuple[ModelBatch, Outputs] | None, float]
+# what a group's call gives back: each request's answer; whether monitoring took the group on
+# the model thread; if not, the stacked input and outputs for the loop to hand over (None:
+# hand each answer over alone); and perf_counter() when the last one ended
+_Ran = tuple[list[_Answer], bool, tuple[ModelBatch, Outputs] | None, float]
 _ROWS = attrgetter("rows")
 
 
@@ -54,6 +57,7 @@ class Unbatched:
         self.pool = pool
         self.observe = observe
         self.on_run: Ran | None = None  # live monitoring's hand-off; None: monitoring off
+        self.observer: Observer | None = None  # ... and what a model thread hands groups to
         self._queued: list[_Item] = []
 
     def put(self, model: ServedModel, labels: tuple[str, str], prepared: Prepared,
@@ -96,13 +100,13 @@ class Unbatched:
                 groups[item[0]] = [item]
             else:
                 group.append(item)
-        threads, stack = self.pool.size, self.on_run is not None
+        threads, observer = self.pool.size, self.observer
         for model, items in groups.items():
             share = -(-len(items) // threads)  # each model thread a share
             for start in range(0, len(items), share):
                 chunk = items if share == len(items) else items[start:start + share]
                 parts = [item[2] for item in chunk]
-                self.pool.call(_run_each, (model, parts, stack, time.perf_counter()),
+                self.pool.call(_run_each, (model, parts, observer, time.perf_counter()),
                                partial(self._answer, chunk, parts))
 
     def _answer_one(self, item: _Item, ran: tuple[_Answer, float] | None,
@@ -125,7 +129,7 @@ class Unbatched:
             for item in items:
                 _tell(item[3], None, error)
             return
-        answers, whole, finished = ran
+        answers, accumulated, whole, finished = ran
         observe = self.observe
         taken = []
         for (_, labels, part, done), (result, waited, took) in zip(items, answers, strict=True):
@@ -134,7 +138,12 @@ class Unbatched:
                 taken.append(_tell(done, None, result))
             else:
                 taken.append(_tell(done, result, None))
-        if self.on_run is not None:
+        if accumulated:
+            if not all(taken) and self.observer is not None:  # (rare: a caller gave up)
+                self.observer.withdraw([part.request_id
+                                        for part, took in zip(parts, taken, strict=True)
+                                        if not took])
+        elif self.on_run is not None:
             hand_answered(self.on_run, items[0][0], parts, taken, whole,
                           [answer[0] for answer in answers], finished)
 
@@ -159,17 +168,25 @@ def _run_one(model: ServedModel, part: Prepared, handed: float) -> tuple[_Answer
     return (result, started - handed, finished - started), finished
 
 
-def _run_each(model: ServedModel, parts: list[Prepared], stack: bool, handed: float) -> _Ran:
-    """On a model thread: each request alone, timed; then, for monitoring (``stack``), the
-    group's inputs and outputs stacked when every request was answered with the same
-    outputs."""
+def _run_each(model: ServedModel, parts: list[Prepared], observer: Observer | None,
+              handed: float) -> _Ran:
+    """On a model thread: each request alone, timed; then, with monitoring on (``observer``),
+    the group handed to monitoring, or else stacked for the loop to hand over when every
+    request was answered with the same outputs."""
     answers: list[_Answer] = []
     finished = handed
     for part in parts:
         answer, finished = _run_one(model, part, handed)  # (the last request's end is the group's)
         answers.append(answer)
-    whole = _stacked(model, parts, [answer[0] for answer in answers]) if stack else None
-    return answers, whole, finished
+    if observer is None:
+        return answers, False, None, finished
+    results = [answer[0] for answer in answers]
+    try:  # (a failed request's exception in results: monitoring says no)
+        if observer.accumulate(model, parts, cast(list[Outputs], results), finished):
+            return answers, True, None, finished
+    except Exception:  # monitoring must not fail a request; the loop hands the group over
+        logger.exception("monitoring could not take an unbatched group")
+    return answers, False, _stacked(model, parts, results), finished
 
 
 def _stacked(model: ServedModel, parts: list[Prepared],
