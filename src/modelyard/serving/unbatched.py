@@ -191,11 +191,10 @@ def _run_each(model: ServedModel, parts: list[Prepared], observer: Observer | No
 
 def _stacked(model: ServedModel, parts: list[Prepared],
              results: list[Outputs | Exception]) -> tuple[ModelBatch, Outputs] | None:
-    """The group's inputs and outputs stacked, or None when a request failed, asked for other
-    outputs or did not get one output row per input row (monitoring then takes each answer
-    alone). The checks run in ``map``'s C loops rather than a Python loop per request: for
-    the ONNX MLP's groups of 8, 0.85 µs a request on the model thread instead of 1.15, most
-    of it now numpy's two concatenations."""
+    """For a group monitoring did not take on the model thread (see the module): its inputs
+    and outputs stacked, or None when a request failed, asked for other outputs or did not
+    get one output row per input row (monitoring then takes each answer alone). The checks
+    run in ``map``'s C loops rather than a Python loop per request."""
     try:
         answered = cast(list[Outputs], results)  # (a failed request's exception is not a
         names = answered[0].keys()  # dict: .keys and dict.keys raise on it)
