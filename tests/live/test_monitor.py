@@ -328,13 +328,9 @@ def test_the_data_planes_requests_reach_the_window_and_the_log_stacked(
     look alike are stacked once for the window and the log; those that asked for fewer
     outputs join the window as a union of columns, missing where they gave nothing."""
     X, _ = cancer
-    database = open_database(served.resolved_database_url, served.store)
-    pool = InferencePool(1)
-    dataplane = build_dataplane(modelyard.open_registry(served), served.serving, pool)
-    folded: list[Folded] = []
-    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
-                          log=folded.extend)
-    dataplane.observer = collector
+    setup = observed(served)
+    database, pool, dataplane = setup.database, setup.pool, setup.dataplane
+    collector, folded = setup.collector, setup.folded
     rows = X.to_numpy(np.float64)
 
     async def send() -> None:
@@ -369,9 +365,9 @@ def test_the_data_planes_requests_reach_the_window_and_the_log_stacked(
 
 
 @dataclass
-class Batched:
-    """A real data plane with ``cancer`` batched (up to 8 rows, 50 ms) and a collector as its
-    observer, whose log hands its folds to ``folded``."""
+class Observed:
+    """A real data plane serving ``cancer`` with a collector as its observer, whose log hands
+    its folds to ``folded``."""
 
     database: Database
     pool: InferencePool
@@ -380,17 +376,19 @@ class Batched:
     folded: list[Folded]
 
 
-def batched(settings: Settings) -> Batched:
+def observed(settings: Settings, threads: int = 1, batching: bool = False) -> Observed:
+    """With ``batching``, ``cancer`` is batched (up to 8 rows, 50 ms)."""
     database = open_database(settings.resolved_database_url, settings.store)
     folded: list[Folded] = []
     collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
                           log=folded.extend)
     serving = settings.serving.model_copy(update={"models": {
-        "cancer": ModelServingSettings(max_batch_size=8, max_delay_ms=50)}})
-    pool = InferencePool(1)
+        "cancer": ModelServingSettings(max_batch_size=8, max_delay_ms=50)}}) if batching else (
+        settings.serving)
+    pool = InferencePool(threads)
     dataplane = build_dataplane(modelyard.open_registry(settings), serving, pool)
     dataplane.observer = collector
-    return Batched(database, pool, collector, dataplane, folded)
+    return Observed(database, pool, collector, dataplane, folded)
 
 
 async def answer_all(dataplane: DataPlane, requests: list[InferRequest]
@@ -426,7 +424,7 @@ def test_a_batched_models_requests_reach_the_window_and_the_log_as_the_model_ran
     is split off and stacked again. Every request still reaches the window and the log once,
     under the id its caller got, with its own rows, its own outputs and its own latency."""
     X, _ = cancer
-    setup = batched(served)
+    setup = observed(served, batching=True)
     database, folded, collector = setup.database, setup.folded, setup.collector
     rows = X.to_numpy(np.float64)
     sizes = [1, 2, 3, 1, 1, 2, 4, 1] * 3  # 24 requests, 45 rows: batches of several requests
@@ -474,7 +472,7 @@ def test_a_batch_the_model_fails_on_reaches_monitoring_as_its_answered_requests_
     """One request the model cannot take (a NaN) fails its batch; the batcher then runs its
     requests one by one. Monitoring gets the others' rows and outputs and counts one error."""
     X, _ = cancer
-    setup = batched(served)
+    setup = observed(served, batching=True)
     database, folded, collector = setup.database, setup.folded, setup.collector
     rows = X.to_numpy(np.float64)[:6].copy()
     rows[3, 4] = np.nan
@@ -503,13 +501,9 @@ def test_an_unbatched_models_groups_are_written_by_the_model_threads_into_the_wi
     other outputs still reach the window, the general way."""
     X, _ = cancer
     rows = X.to_numpy(np.float64)
-    database = open_database(served.resolved_database_url, served.store)
-    pool = InferencePool(2)
-    dataplane = build_dataplane(modelyard.open_registry(served), served.serving, pool)
-    folded: list[Folded] = []
-    collector = Collector(database, replica="a", window_s=WINDOW, clock=FakeClock(T0),
-                          log=folded.extend)
-    dataplane.observer = collector
+    setup = observed(served, threads=2)
+    database, pool, dataplane = setup.database, setup.pool, setup.dataplane
+    collector, folded = setup.collector, setup.folded
     sizes = [1, 3, 2, 1, 1, 4, 2, 1] * 36  # 288 requests, 540 rows: buffers grow past 256 rows
     edges = np.cumsum([0, *sizes])
     model = dataplane.manager.resolve("cancer").require_ready()

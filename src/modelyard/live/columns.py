@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.live.stacked import Stacked
+from modelyard.live.stacked import Stacked, single_tensor
 from modelyard.serving.model import Prepared, ServedModel
 
 _DATA = attrgetter("data")
@@ -73,7 +73,7 @@ class ColumnBuffer:
     def requests(self) -> int:
         return len(self.ids)
 
-    def add(self, parts: Sequence[Prepared], data: list[np.ndarray],
+    def add(self, parts: Sequence[Prepared], data: Sequence[np.ndarray],
             results: list[dict[str, np.ndarray]], finished: float) -> bool:
         """Append a group (its requests' inputs and outputs, in order); False, with nothing
         added, when a request's arrays do not fit: another width or dtype, an output without
@@ -168,18 +168,11 @@ class Buffers:
         except TypeError:
             return False
         names = first.keys()
-        data: list[Any] = list(map(_DATA, parts))
+        unwrapped = single_tensor(list(map(_DATA, parts)))
+        if unwrapped is None:
+            return False
+        tensor, data = unwrapped
         head = data[0]
-        tensor = None
-        if type(head) is dict:
-            if len(head) != 1:
-                return False
-            tensor = next(iter(head))
-            try:
-                data = list(map(itemgetter(tensor), data))
-            except (KeyError, TypeError):
-                return False
-            head = data[0]
         if type(head) is not np.ndarray or head.ndim != 2:
             return False
         key = (model, tensor, tuple(names), head.dtype, head.shape[1])

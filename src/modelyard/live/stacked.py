@@ -103,17 +103,11 @@ class Stacked:
 
         With ``counts`` (each request's rows), ``data`` and ``outputs`` hold batches instead
         — the requests' rows stacked in order, as a batched model ran them."""
+        unwrapped = single_tensor(data)
+        if unwrapped is None:
+            return None
+        tensor, data = unwrapped
         head = data[0]
-        tensor = None
-        if type(head) is dict:
-            if len(head) != 1:
-                return None
-            tensor = next(iter(head))
-            try:
-                data = list(map(itemgetter(tensor), data))
-            except (KeyError, TypeError):  # another tensor's name, or not a dict
-                return None
-            head = data[0]
         if type(head) is not np.ndarray or head.ndim != 2 or head.dtype.kind not in "biuf":
             return None
         kind = head.dtype
@@ -263,6 +257,22 @@ class Stacked:
             self.matrix[rows], {name: values[rows] for name, values in self.raw.items()},
             self.columns, self.tensor, self.classes,
         )
+
+
+def single_tensor(data: Sequence[Any]) -> tuple[str | None, Sequence[Any]] | None:
+    """Requests' inputs as one array each: as they are (``tensor`` None), or each request's
+    only named tensor, under the same name for all (``tensor``: that name); None when a
+    request has several tensors, or another name than the first."""
+    head = data[0]
+    if type(head) is not dict:
+        return None, data
+    if len(head) != 1:
+        return None
+    tensor = next(iter(head))
+    try:
+        return tensor, list(map(itemgetter(tensor), data))
+    except (KeyError, TypeError):  # another tensor's name, or not a dict
+        return None
 
 
 def output_columns(name: str, values: np.ndarray, classes: list[Any] | None
