@@ -283,3 +283,36 @@ def test_a_group_is_stacked_for_monitoring_only_when_every_answer_has_a_row_per_
         [{"y": np.array([1])}, {"z": np.array([2, 3])}],  # other outputs asked for
     ):
         assert _stacked(Model(), parts, answers) is None  # type: ignore[arg-type]
+
+
+class BrokenObserver(RecordingObserver):
+    def accumulate(self, model: ServedModel, parts: list[Prepared],
+                   results: list[dict[str, np.ndarray]], finished: float) -> bool:
+        raise RuntimeError("a bug in monitoring")
+
+
+def test_a_monitoring_bug_on_the_model_thread_fails_no_request_and_is_logged_once(  # type: ignore[no-untyped-def]
+    make_dataplane, caplog,
+) -> None:
+    """If monitoring's hand-off on the model thread raises, every request is still answered,
+    the group reaches monitoring the general way, and the log says so once, not per group."""
+    dp: DataPlane = make_dataplane()
+    observer = BrokenObserver()
+    dp.observer = observer
+    model = dp.manager.resolve("cancer").require_ready()
+
+    for round_ in range(3):
+        ids = [f"{round_}-{i}" for i in range(4)]
+        answers = submit_together(dp, [_cancer(i, i + 1, id) for i, id in enumerate(ids)])
+        for i, id in enumerate(ids):
+            response, error = answers[id]
+            assert error is None
+            got = {t.name: t.data for t in response.outputs}
+            np.testing.assert_array_equal(got["predict"],
+                                          model.runtime.predict(X[i:i + 1])["predict"])
+
+    assert sorted(i for b in observer.batches for i in b.ids) == sorted(
+        f"{r}-{i}" for r in range(3) for i in range(4))
+    told = [r for r in caplog.records if "monitoring could not take" in r.getMessage()]
+    assert len(told) == 1
+    assert "cancer:1" in told[0].getMessage()
