@@ -51,9 +51,8 @@ class ColumnBuffer:
         self.model = model
         self.tensor = tensor
         self.names = tuple(outputs)
-        self.matrix = np.empty((capacity, matrix.shape[1]), matrix.dtype)
-        self.raw = {name: np.empty((capacity, *value.shape[1:]), value.dtype)
-                    for name, value in outputs.items()}
+        self.matrix = _rows_like(matrix, capacity)
+        self.raw = {name: _rows_like(value, capacity) for name, value in outputs.items()}
         self.rows = 0
         self.ids: list[str] = []
         self.started = array("d")  # each request's start (perf_counter)
@@ -109,14 +108,9 @@ class ColumnBuffer:
 
     def _grow(self, needed: int) -> None:
         capacity = max(needed, 2 * len(self.matrix))
-        used = self.rows
-        matrix = np.empty((capacity, self.matrix.shape[1]), self.matrix.dtype)
-        matrix[:used] = self.matrix[:used]
-        self.matrix = matrix
-        for name, values in self.raw.items():
-            grown = np.empty((capacity, *values.shape[1:]), values.dtype)
-            grown[:used] = values[:used]
-            self.raw[name] = grown
+        self.matrix = _rows_like(self.matrix, capacity, self.rows)
+        self.raw = {name: _rows_like(values, capacity, self.rows)
+                    for name, values in self.raw.items()}
 
     def stacked(self) -> Stacked:
         """What the buffer holds as one stacked group (views of its arrays)."""
@@ -132,6 +126,14 @@ class ColumnBuffer:
             raw={name: values[:self.rows] for name, values in self.raw.items()},
             columns=list(model.columns), tensor=self.tensor, classes=model.manifest.classes,
         )
+
+
+def _rows_like(values: np.ndarray, capacity: int, kept: int = 0) -> np.ndarray:
+    """An array of ``capacity`` rows shaped and typed as ``values``' rows, holding its first
+    ``kept`` rows."""
+    found = np.empty((capacity, *values.shape[1:]), values.dtype)
+    found[:kept] = values[:kept]
+    return found
 
 
 # a buffer's key: the model, its input tensor's name (None: a matrix), the outputs asked for,
