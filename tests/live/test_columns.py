@@ -112,3 +112,42 @@ def test_withdrawn_requests_are_left_out_and_a_full_buffer_counts_what_it_drops(
     buffers.withdraw(["r0"])  # too late: that request was taken already
     assert buffers.add(model, *group(30, [1]), 1.0)  # type: ignore[arg-type]
     assert [g.ids for g in buffers.take()] == [["r30"]]
+
+
+def batch(first: int, rows: list[int]) -> tuple[list[Prepared], dict[str, np.ndarray],
+                                                 dict[str, np.ndarray]]:
+    """A batcher's batch of requests like :func:`group`'s: their input stacked as the model
+    ran it, and its outputs."""
+    parts, results = group(first, rows)
+    data = {"X": np.concatenate([p.data["X"] for p in parts])}
+    outputs = {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+    return parts, data, outputs
+
+
+def test_batches_and_groups_of_one_layout_share_a_buffer_and_each_request_keeps_its_rows(
+) -> None:
+    buffers, model = Buffers(), Model()
+    assert buffers.add_batch(model, *batch(0, [2, 1, 3]), 50.0)  # type: ignore[arg-type]
+    assert buffers.add(model, *group(10, [1, 2]), 60.0)  # type: ignore[arg-type]
+    assert buffers.add_batch(model, *batch(20, [1]), 70.0)  # type: ignore[arg-type]
+    short = batch(30, [2, 2])
+    short[2]["label"] = short[2]["label"][:3]  # one output row short of the batch's rows
+    assert not buffers.add_batch(model, *short, 80.0)  # type: ignore[arg-type]
+    frame = batch(40, [1])
+    assert not buffers.add_batch(model, frame[0], {"X": frame[1]["X"], "Y": frame[1]["X"]},
+                                 frame[2], 80.0)  # type: ignore[arg-type]  # two tensors
+
+    [found] = buffers.take()
+
+    assert found.ids == ["r0", "r1", "r2", "r10", "r11", "r20"]
+    assert found.rows == 10
+    seen = {o.request_id: o for o in found.observations()}
+    for request_id, at, rows, finished in (("r0", 0, 2, 50.0), ("r1", 2, 1, 50.0),
+                                           ("r2", 3, 3, 50.0), ("r11", 11, 2, 60.0),
+                                           ("r20", 20, 1, 70.0)):
+        np.testing.assert_array_equal(seen[request_id].data["X"],
+                                      np.arange(at * 2, (at + rows) * 2).reshape(rows, 2))
+        np.testing.assert_array_equal(seen[request_id].outputs["label"],
+                                      np.arange(at, at + rows))
+        first = int(request_id[1:])
+        assert seen[request_id].latency_s == finished - (100.0 + first)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from modelyard.live.stacked import Stacked
 from modelyard.live.windows import load
 from modelyard.serving import DataPlane, InferencePool, build_dataplane
 from modelyard.serving.model import Prepared
-from modelyard.serving.observe import Observation
+from modelyard.serving.observe import Observation, Observer
 from modelyard.serving.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from modelyard.settings import ModelServingSettings, Settings
 from modelyard.store import Database
@@ -489,6 +491,67 @@ def test_a_batch_the_model_fails_on_reaches_monitoring_as_its_answered_requests_
     assert sum(w.rows for w in windows) == 5
     assert sorted(o.request_id for o in observations_of(folded)) == ["r0", "r1", "r2", "r4",
                                                                       "r5"]
+
+
+class HeldBatch:
+    """The collector, except that its first batch waits on the model thread, in the middle of
+    being handed over, until the test releases it."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collector, name)
+
+    def accumulate_batch(self, *args: Any) -> bool:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(10)
+        taken: bool = self.collector.accumulate_batch(*args)
+        return taken
+
+
+def test_a_batch_is_handed_over_by_the_model_thread_and_a_caller_gone_meanwhile_is_left_out(
+    served: Settings, cancer: Data, cancer_model: Pipeline
+) -> None:
+    """A batched model's batch goes to monitoring from the model thread that ran it, before
+    its callers have their answers. A caller that gives up while that happens gets nothing
+    and is not monitored; the batch's other requests are, with their own rows and outputs."""
+    X, _ = cancer
+    rows = X.to_numpy(np.float64)
+    setup = observed(served, batching=True)
+    held = HeldBatch(setup.collector)
+    setup.dataplane.observer = cast(Observer, held)
+
+    async def send() -> list[InferResponse | BaseException]:
+        loop = asyncio.get_running_loop()
+        sent = [asyncio.ensure_future(setup.dataplane.infer(
+            InferRequest("cancer", [Tensor("x", "FP64", [2, 30], rows[2 * i:2 * i + 2])],
+                         id=f"b{i}"), "rest")) for i in range(4)]
+        assert await loop.run_in_executor(None, held.entered.wait, 10)
+        sent[2].cancel()  # its caller gives up while the model thread hands the batch over
+        await asyncio.sleep(0.05)
+        held.release.set()
+        return await asyncio.gather(*sent, return_exceptions=True)
+
+    try:
+        answers = asyncio.run(send())
+        setup.collector.close()
+    finally:
+        held.release.set()
+        setup.pool.shutdown()
+    assert isinstance(answers[2], asyncio.CancelledError)
+    assert [a.id for a in answers if isinstance(a, InferResponse)] == ["b0", "b1", "b3"]
+    logged = {o.request_id: o for o in observations_of(setup.folded)}
+    assert sorted(logged) == ["b0", "b1", "b3"]
+    for i in (0, 1, 3):
+        np.testing.assert_array_equal(logged[f"b{i}"].data, rows[2 * i:2 * i + 2])
+        np.testing.assert_allclose(logged[f"b{i}"].outputs["predict_proba"],
+                                   cancer_model.predict_proba(X.iloc[2 * i:2 * i + 2]))
+    windows = load(setup.database, "cancer", 1)
+    assert (sum(w.requests for w in windows), sum(w.rows for w in windows)) == (3, 6)
 
 
 def test_an_unbatched_models_groups_are_written_by_the_model_threads_into_the_window_and_log(

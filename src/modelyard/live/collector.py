@@ -8,10 +8,12 @@ round, :mod:`.stacked` for the columns: inputs, then the outputs as ``prediction
 ``proba_<class>`` columns, the names reports use), and every ``interval_s`` folds the stacked
 columns into that version's window profile with one chunk (and at once when a window ends,
 so that it is stored whole before the monitor judges it); the same stacked groups go on to
-the prediction log, so a request's arrays are stacked once for both. A batch comes stacked
-already: its input and outputs are taken as the model ran them. An unbatched model's group
-skips the queue: the model thread writes it into column buffers (:meth:`Collector.accumulate`,
-:mod:`.columns`), which the fold takes whole. A window is written to the
+the prediction log, so a request's arrays are stacked once for both. A batched model's
+batch and an unbatched model's group skip the queue: the model thread writes them into column
+buffers (:meth:`Collector.accumulate_batch`, :meth:`Collector.accumulate`, :mod:`.columns`),
+which the fold takes whole; what the queue gets is what the buffers refuse (a batch there
+comes stacked already: its input and outputs are taken as the model ran them), requests
+answered alone and failures. A window is written to the
 store when it ends, on :meth:`Collector.flush`, and on :meth:`Collector.close`; a replica
 writes the whole of its window each time, so a rewrite replaces rather than adds.
 
@@ -148,6 +150,11 @@ class Collector:
                    results: list[dict[str, np.ndarray]], finished: float) -> bool:
         # (on a model thread: straight into the column buffers, see .columns)
         return self._columns.add(model, parts, results, finished)
+
+    def accumulate_batch(self, model: ServedModel, parts: list[Prepared], data: Any,
+                         outputs: dict[str, np.ndarray], finished: float) -> bool:
+        # (on a model thread, likewise)
+        return self._columns.add_batch(model, parts, data, outputs, finished)
 
     def withdraw(self, request_ids: list[str]) -> None:
         self._columns.withdraw(request_ids)

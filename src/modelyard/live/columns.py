@@ -1,23 +1,26 @@
 """Answered requests written by the model thread straight into column buffers, one per model
 version and layout, until the collector's next fold.
 
-An unbatched model's requests travel in groups: those one event-loop iteration read run one by
-one on a model thread (:mod:`modelyard.serving.unbatched`). Once a group is answered, the
-model thread copies its inputs and outputs into the buffers here (:meth:`Buffers.add`), rows
-after the rows already there; the ids, times and latencies go into flat arrays beside them.
+A batched model's requests run as batches (:mod:`modelyard.serving.batching`); an unbatched
+model's travel in groups: those one event-loop iteration read run one by one on a model thread
+(:mod:`modelyard.serving.unbatched`). Once a batch or a group is answered, the model thread
+copies its inputs and outputs into the buffers here (:meth:`Buffers.add_batch`: the input and
+outputs the model ran as one; :meth:`Buffers.add`: each request's own), rows after the rows
+already there; the ids, times and latencies go into flat arrays beside them.
 The fold then takes the buffers as they are (:meth:`Buffers.take`): one
 :class:`~modelyard.live.stacked.Stacked` group per layout, with no other copy.
 
-What this saves against handing each group to the collector's queue: no object lives per
-group between the model thread and the fold (a group's own arrays are freed on the thread
-that made them while they are still in its cache), no stacking round per 10 ms, no second
-concatenation. The copy is made where the rows were just written; the model thread pays a
-lock and one copy per column.
+What this saves against handing each batch or group to the collector's queue (the event
+loop's call, and an object per batch that lives on until the collector's thread wakes): no
+object lives per group between the model thread and the fold (a group's own arrays are freed
+on the thread that made them while they are still in its cache), no stacking round per 10 ms,
+no second concatenation. The copy is made where the rows were just written; the model thread
+pays a lock and one copy per column.
 
-Only groups whose inputs are one numeric 2-D array (a tabular matrix, or an ONNX model's
-single tensor) and whose requests each got every output as a numeric array of one row per
-input row are taken; :meth:`Buffers.add` says no to the rest, which the data plane then hands
-over the general way.
+Only batches and groups whose inputs are one numeric 2-D array (a tabular matrix, or an ONNX
+model's single tensor) and whose requests each got every output as a numeric array of one row
+per input row are taken; the buffers say no to the rest, which the data plane then hands over
+the general way.
 """
 
 from __future__ import annotations
@@ -73,13 +76,14 @@ class ColumnBuffer:
         return len(self.ids)
 
     def add(self, parts: Sequence[Prepared], data: Sequence[np.ndarray],
-            results: list[dict[str, np.ndarray]], finished: float) -> bool:
-        """Append a group (its requests' inputs and outputs, in order); False, with nothing
-        added, when a request's arrays do not fit: another width or dtype, an output without
-        one row per input row."""
-        rows = list(map(_ROWS, parts))
+            results: Sequence[dict[str, np.ndarray]], chunks: list[int],
+            finished: float) -> bool:
+        """Append requests answered together: their inputs and outputs in chunks of
+        ``chunks`` rows each, in order (each request's own, or one chunk for a stacked batch);
+        False, with nothing added, when a chunk does not fit: another width or dtype, an
+        output without one row per input row."""
         start = self.rows
-        end = start + sum(rows)
+        end = start + sum(chunks)
         if end > len(self.matrix):
             self._grow(end)
         try:
@@ -87,12 +91,13 @@ class ColumnBuffer:
             np.concatenate(data, out=self.matrix[start:end], casting="no")
             for name in self.names:
                 values = list(map(itemgetter(name), results))
-                if list(map(len, values)) != rows:  # (len of a 0-d output raises TypeError)
+                if list(map(len, values)) != chunks:  # (len of a 0-d output raises TypeError)
                     return False
                 np.concatenate(values, out=self.raw[name][start:end], casting="no")
         except (ValueError, TypeError, KeyError):  # another width or dtype; a missing output
             return False
         count = len(parts)
+        rows = chunks if len(chunks) == count else list(map(_ROWS, parts))
         if self.counts is not None:
             self.counts.extend(rows)
         elif end - start != count or 0 in rows:  # the first request of other than one row
@@ -159,9 +164,10 @@ class Buffers:
 
     def add(self, model: ServedModel, parts: Sequence[Prepared],
             results: list[dict[str, np.ndarray]], finished: float) -> bool:
-        """Take a group a model thread answered (each request's outputs in ``results``;
-        ``finished``: ``perf_counter()`` when the last one was answered); False when it does
-        not fit a buffer (see the module): the caller then hands it over another way."""
+        """Take a group a model thread answered one request at a time (each request's outputs
+        in ``results``; ``finished``: ``perf_counter()`` when the last one was answered);
+        False when it does not fit a buffer (see the module): the caller then hands it over
+        another way."""
         first = results[0]
         try:  # the same number of outputs each (a failed request's exception has no len);
             # that each has every one of the first's is checked as they are copied
@@ -169,15 +175,32 @@ class Buffers:
                 return False
         except TypeError:
             return False
-        names = first.keys()
         unwrapped = single_tensor(list(map(_DATA, parts)))
         if unwrapped is None:
             return False
         tensor, data = unwrapped
+        return self._add(model, parts, tensor, data, results, list(map(_ROWS, parts)),
+                         finished)
+
+    def add_batch(self, model: ServedModel, parts: Sequence[Prepared], data: Any,
+                  outputs: dict[str, np.ndarray], finished: float) -> bool:
+        """Take a batch a model thread answered as one: ``data`` the input it ran on (the
+        requests' rows stacked in order) and ``outputs`` its outputs. As :meth:`add`."""
+        unwrapped = single_tensor([data])
+        if unwrapped is None:
+            return False
+        tensor, stacked = unwrapped
+        return self._add(model, parts, tensor, stacked, [outputs], [len(stacked[0])],
+                         finished)
+
+    def _add(self, model: ServedModel, parts: Sequence[Prepared], tensor: str | None,
+             data: Sequence[Any], results: Sequence[dict[str, np.ndarray]],
+             chunks: list[int], finished: float) -> bool:
         head = data[0]
         if type(head) is not np.ndarray or head.ndim != 2:
             return False
-        key = (model, tensor, tuple(names), head.dtype, head.shape[1])
+        first = results[0]
+        key = (model, tensor, tuple(first), head.dtype, head.shape[1])
         with self._lock:
             if key not in self._buffers:  # the first group of this layout since the take
                 fits = ColumnBuffer.fits(head, first)
@@ -190,7 +213,7 @@ class Buffers:
             if self._held >= self.max_requests:
                 self.dropped += len(parts)
                 return True
-            if not buffer.add(parts, data, results, finished):
+            if not buffer.add(parts, data, results, chunks, finished):
                 return False
             self._held += len(parts)
             return True

@@ -3,9 +3,8 @@
 The collector's queue holds three kinds of hand-off: a request recorded alone (``Request``,
 a plain tuple: the cheapest thing to build on the hot path), a batched model's answered batch
 or an unbatched group the column buffers did not take (:class:`AnsweredBatch`; see
-:mod:`.columns` for the groups they do take) and a failed request (:class:`Failure`); other
-callers hand
-:class:`Observation` objects one by one. :func:`stack_round` turns what one round took into
+:mod:`.columns` for those they do take) and a failed request (:class:`Failure`); other callers
+hand :class:`Observation` objects one by one. :func:`stack_round` turns what one round took into
 :class:`~modelyard.live.stacked.Stacked` groups, one per layout, and what does not stack
 (named tensors, text, requests that asked for other outputs) into loose observations, which a
 fold takes as one table (:func:`frame_of`).

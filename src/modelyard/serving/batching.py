@@ -10,9 +10,12 @@ rows back. If the model fails on a stacked batch, its requests are run one by on
 request that makes the model fail gets the error.
 
 One batch runs at a time per version, in the inference thread pool; while it runs, the next
-one fills, which is what makes batches grow under load. Once a batch is answered, ``on_run``
-(live monitoring's hand-off) gets it whole: the requests, the stacked input the model ran on
-and its outputs, so that nothing is split per request and stacked again to be monitored.
+one fills, which is what makes batches grow under load. Live monitoring gets a batch whole:
+the requests, the stacked input the model ran on and its outputs, so that nothing is split
+per request and stacked again to be monitored. The model thread hands it over itself, before
+the callers have their answers (:meth:`~modelyard.serving.observe.Observer.accumulate_batch`);
+the event loop then only withdraws a request whose caller stopped waiting meanwhile. A batch
+monitoring does not take that way goes to ``on_run`` from the loop, once it is answered.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ from modelyard.errors import (
 )
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
+from modelyard.serving.observe import Observer
 
 logger = logging.getLogger("modelyard.serving")
 Outputs = dict[str, np.ndarray]
@@ -55,9 +60,12 @@ Done = Callable[[Outputs | None, BaseException | None], None]
 # on_run(model, requests, input, outputs, finished): requests the model answered together, the
 # input it ran on (their rows stacked in order), its outputs, and perf_counter() when it ended
 Ran = Callable[[ServedModel, list[Prepared], ModelBatch, Outputs, float], None]
-# what a batch's call on the model thread gives back: the stacked input and its outputs (None
-# when the model failed on the stack and each request ran alone), and each request's answer
-_Computed = tuple[tuple[ModelBatch, Outputs] | None, list[Outputs | BaseException]]
+# what a batch's call on the model thread gives back: the stacked input and its outputs for the
+# loop to hand to ``on_run`` (None when monitoring took them on the model thread, or when the
+# model failed on the stack and each request ran alone); each request's answer; whether
+# monitoring took the batch; and perf_counter() when the model was done
+_Computed = tuple[tuple[ModelBatch, Outputs] | None, list[Outputs | BaseException], bool, float]
+_TOLD: weakref.WeakSet[ServedModel] = weakref.WeakSet()  # models whose hand-off failed once
 
 
 @dataclass(slots=True, eq=False)
@@ -115,6 +123,7 @@ class Batcher:
         on_batch: Callable[[BatchStats], None] | None = None,
         clock: Clock = time.monotonic,
         on_run: Ran | None = None,
+        observer: Callable[[], Observer | None] | None = None,
     ) -> None:
         self.model = model
         self.pool = pool
@@ -123,6 +132,7 @@ class Batcher:
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.on_run = on_run
+        self.observer = observer  # live monitoring's observer at the time of each batch
         self.clock = clock
         self._queue: deque[_Item] = deque()
         self._rows = 0  # rows in the queue
@@ -267,13 +277,12 @@ class Batcher:
 
     def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Item], started: float,
                   done: _Computed | None, error: BaseException | None) -> None:
-        finished = time.perf_counter()
         try:
             if done is None:  # (not an exception of the model's: _compute keeps those)
                 failure = error if isinstance(error, Exception) else ModelFailed(
                     f"model {self.model.key} stopped: {error!r}")
-                done = None, [failure] * len(batch)
-            whole, results = done
+                done = None, [failure] * len(batch), False, time.perf_counter()
+            whole, results, accumulated, finished = done
             stats = BatchStats(
                 size_rows=sum(i.prepared.rows for i in batch),
                 requests=len(batch),
@@ -285,7 +294,12 @@ class Batcher:
                 item.answer(result)
             if self.on_batch is not None:
                 self.on_batch(stats)
-            if self.on_run is not None:
+            if accumulated:
+                if not all(answered):  # (rare: a caller gave up while its batch ran)
+                    self._withdraw([item.prepared.request_id
+                                    for item, took in zip(batch, answered, strict=True)
+                                    if not took])
+            elif self.on_run is not None:
                 hand_answered(self.on_run, self.model, [item.prepared for item in batch],
                               answered, whole, results, finished)
         finally:
@@ -293,9 +307,15 @@ class Batcher:
             if self._queue:
                 self._arm(loop, soon=False)
 
+    def _withdraw(self, request_ids: list[str]) -> None:
+        observer = self.observer() if self.observer is not None else None
+        if observer is not None:
+            observer.withdraw(request_ids)
+
     def _compute(self, batch: list[_Item]) -> _Computed:
         """On a model thread: the batch stacked, and if the model fails on it, each request
-        alone, so that only the one that makes it fail gets the error."""
+        alone, so that only the one that makes it fail gets the error; then, with monitoring
+        on, the batch handed to monitoring."""
         parts = [item.prepared for item in batch]
         try:
             wanted: set[str] | None = None
@@ -303,9 +323,23 @@ class Batcher:
                 wanted = {name for part in parts for name in part.outputs or ()}
             data = self.model.stack(parts)
             outputs = self.model.run(data, wanted)
-            return (data, outputs), list(self.model.split(outputs, [p.rows for p in parts]))
+            finished = time.perf_counter()
+            results: list[Outputs | BaseException] = list(
+                self.model.split(outputs, [p.rows for p in parts]))
         except Exception:
-            return None, [self._alone(part) for part in parts]
+            answers = [self._alone(part) for part in parts]
+            return None, answers, False, time.perf_counter()
+        observer = self.observer() if self.observer is not None else None
+        if observer is not None:
+            try:
+                if observer.accumulate_batch(self.model, parts, data, outputs, finished):
+                    return None, results, True, finished
+            except Exception:  # monitoring must not fail a batch; the loop hands it over
+                if self.model not in _TOLD:  # (once per model: it would repeat every batch)
+                    _TOLD.add(self.model)
+                    logger.exception("monitoring could not take a batch of %s; its batches "
+                                     "go the general way", self.model.key)
+        return (data, outputs), results, False, finished
 
     def _alone(self, prepared: Prepared) -> Outputs | BaseException:
         try:

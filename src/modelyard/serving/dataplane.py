@@ -83,6 +83,7 @@ class DataPlane(AdminRoutes):
         self._observer = observer
         self.unbatched.on_run = None if observer is None else self._batch_answered
         self.unbatched.observer = observer
+        self.manager.observer = observer
 
     # -- health and metadata -------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from modelyard.serving.batching import Batcher, BatchStats, Ran
 from modelyard.serving.cache import ResponseCache
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
+from modelyard.serving.observe import Observer
 from modelyard.serving.types import RepositoryEntry
 from modelyard.settings import ModelServingSettings, ServingSettings
 
@@ -83,11 +84,13 @@ class ModelManager:
         self.registry = registry
         self.settings = settings
         self.pool = pool
-        # What every batcher reports to, both set by the data plane and read at each batch,
+        # What every batcher reports to, all set by the data plane and read at each batch,
         # so they may be set after models are loaded: a batch's statistics (metrics), and
-        # the batch the model answered (live monitoring; see batching.Ran).
+        # the batch the model answered (live monitoring: taken by the observer on the model
+        # thread, else handed over by the loop; see batching).
         self.on_batch: Callable[[Slot, BatchStats], None] | None = None
         self.on_run: Ran | None = None
+        self.observer: Observer | None = None
         self._models: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         # (model as written, version) → slot: the hot path skips parsing names and aliases.
@@ -158,6 +161,7 @@ class ModelManager:
                 max_queue=config.max_queue,
                 on_batch=partial(self._batched, slot),
                 on_run=self._ran,
+                observer=self._observer,
             )
         if config.cache_entries:
             slot.cache = ResponseCache(config.cache_entries)
@@ -168,6 +172,9 @@ class ModelManager:
              outputs: dict[str, np.ndarray], finished: float) -> None:
         if self.on_run is not None:
             self.on_run(model, parts, data, outputs, finished)
+
+    def _observer(self) -> Observer | None:
+        return self.observer
 
     def _batched(self, slot: Slot, stats: BatchStats) -> None:
         if self.on_batch is not None:

@@ -1,10 +1,13 @@
-"""What the data plane hands to live monitoring after each answered request, or each answered
-batch of a batched model: one O(1) call.
+"""What the data plane hands to live monitoring: each answered batch of a batched model, each
+group of an unbatched one, or a request answered alone, in one O(1) call.
 
-The data plane knows only this Protocol; the composition root plugs in
-:class:`modelyard.live.collector.Collector`, which queues each request's own arrays, stacks
-them within ~10 ms and folds them into window profiles and the prediction log off the request
-path.
+A batch or group goes from the model thread that ran it (``accumulate_batch``,
+``accumulate``), before its callers have their answers; what the observer does not take that
+way, the event loop hands over once it is answered (``record_batch``, ``record``). The data
+plane knows only this Protocol; the composition root plugs in
+:class:`modelyard.live.collector.Collector`, which writes what the model threads hand it into
+column buffers, stacks what the loop hands it within ~10 ms, and folds both into window
+profiles and the prediction log off the request path.
 """
 
 from __future__ import annotations
@@ -63,9 +66,17 @@ class Observer(Protocol):
         :meth:`record`). Same rules as :meth:`record`."""
         ...
 
+    def accumulate_batch(self, model: ServedModel, parts: list[Prepared], data: Any,
+                         outputs: dict[str, np.ndarray], finished: float) -> bool:
+        """Called on a model thread, from any of them: take requests it answered as one batch
+        (what :meth:`record_batch` gets), before their callers have them. False: not taken
+        (the caller hands them over with :meth:`record_batch`). Same rules as :meth:`record`."""
+        ...
+
     def withdraw(self, request_ids: list[str]) -> None:
-        """Requests taken by :meth:`accumulate` whose callers had stopped waiting: not to be
-        monitored, unless the observer already used them. Never raises."""
+        """Requests taken by :meth:`accumulate` or :meth:`accumulate_batch` whose callers had
+        stopped waiting: not to be monitored, unless the observer already used them. Never
+        raises."""
         ...
 
     def observe(self, observation: Observation) -> None:
