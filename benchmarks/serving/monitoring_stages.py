@@ -13,7 +13,8 @@ minutes) do not pass for a cost:
    (``live/columns.py``, ``Collector.accumulate``), with the fold's take of the buffers;
 2. event loop: a request alone in its loop iteration handed over (``Collector.record``);
 3. collector: one stacking round of 10 ms of such requests alone;
-4. collector: folding ``--fold-requests`` stacked requests into a window profile (65 columns);
+4. collector: folding ``--fold-requests`` requests, as the column buffers hold them, into a
+   window profile (65 columns);
 5. prediction log: the fold's requests made into one batch and stored in SQLite (index rows,
    blob, commit; WAL as the server runs it).
 
@@ -125,11 +126,14 @@ def main() -> None:
         figures["collector: stacking round"] = best(
             lambda: stack_round(list(items)), 300, args.repeats) / len(items)
 
+        # what the fold takes: the column buffers' group, laid out as they hold it
         n = args.fold_requests
-        matrix = rows(args.data, n, rng)
-        ids = [f"16d39b749b078c09-{i:012x}" for i in range(n)]
-        group = Stacked("mlp", 1, ids, np.full(n, 1.7e9), np.full(n, 1.5), None, matrix,
-                        {"label": rng.integers(0, 10, n)}, model.columns, "X", None)
+        filled = Buffers()
+        for first in range(0, n, args.group):
+            filled.add(model, *requests(model, rows(args.data, min(args.group, n - first), rng),
+                                        first), 2.0)
+        [group] = filled.take()
+        matrix = group.matrix
         profile = TableProfile()
         figures["collector: fold into the window profile"] = best(
             lambda: profile.update(group.profile_columns()), 5, args.repeats) / n
