@@ -92,8 +92,8 @@ class Unbatched:
         queued, self._queued = self._queued, []
         if len(queued) == 1:  # a lone request (as at c=1): no group to form
             item = queued[0]
-            self.pool.call(_run_one, (item[0], item[2], time.perf_counter()),
-                           partial(self._answer_one, item))
+            self.pool.call(_run_alone, (item[0], item[2], time.perf_counter()),
+                           partial(self._answer, queued, [item[2]]))
             return
         groups: dict[ServedModel, list[_Item]] = {}
         for item in queued:
@@ -110,20 +110,6 @@ class Unbatched:
                 parts = [item[2] for item in chunk]
                 self.pool.call(_run_each, (model, parts, observer, time.perf_counter()),
                                partial(self._answer, chunk, parts))
-
-    def _answer_one(self, item: _Item, ran: tuple[_Answer, float] | None,
-                    error: BaseException | None) -> None:
-        model, labels, part, done = item
-        if ran is None:  # the model thread stopped (not a model's exception: those are kept)
-            _tell(done, None, error)
-            return
-        (result, waited, took), finished = ran
-        self.observe(labels, part.rows, waited, took)
-        if isinstance(result, Exception):
-            _tell(done, None, result)
-            return
-        if _tell(done, result, None) and self.on_run is not None:
-            hand_answered(self.on_run, model, [part], [True], None, [result], finished)
 
     def _answer(self, items: list[_Item], parts: list[Prepared], ran: _Ran | None,
                 error: BaseException | None) -> None:
@@ -168,6 +154,13 @@ def _run_one(model: ServedModel, part: Prepared, handed: float) -> tuple[_Answer
         result = exc
     finished = time.perf_counter()
     return (result, started - handed, finished - started), finished
+
+
+def _run_alone(model: ServedModel, part: Prepared, handed: float) -> _Ran:
+    """On a model thread: a request alone in its loop iteration, as a group of one that
+    monitoring takes from the loop (as a plain tuple: cheaper than buffering one request)."""
+    answer, finished = _run_one(model, part, handed)
+    return [answer], False, None, finished
 
 
 def _run_each(model: ServedModel, parts: list[Prepared], observer: Observer | None,
