@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer
 
 from modelyard.serving import DataPlane
 from modelyard.serving.model import Prepared, ServedModel
 from modelyard.serving.types import InferRequest, RequestedOutput, Tensor
+from modelyard.settings import ModelServingSettings
 
 from .conftest import submit_together
 
@@ -290,13 +292,20 @@ class BrokenObserver(RecordingObserver):
                    results: list[dict[str, np.ndarray]], finished: float) -> bool:
         raise RuntimeError("a bug in monitoring")
 
+    def accumulate_batch(self, model: ServedModel, parts: list[Prepared], data: Any,
+                         outputs: dict[str, np.ndarray], finished: float) -> bool:
+        raise RuntimeError("a bug in monitoring")
 
+
+@pytest.mark.parametrize("batching", [False, True], ids=["unbatched", "batched"])
 def test_a_monitoring_bug_on_the_model_thread_fails_no_request_and_is_logged_once(  # type: ignore[no-untyped-def]
-    make_dataplane, caplog,
+    make_dataplane, caplog, batching: bool,
 ) -> None:
     """If monitoring's hand-off on the model thread raises, every request is still answered,
-    the group reaches monitoring the general way, and the log says so once, not per group."""
-    dp: DataPlane = make_dataplane()
+    the group (or batch) reaches monitoring the general way, and the log says so once, not
+    per group."""
+    dp: DataPlane = make_dataplane(**({"cancer": ModelServingSettings(max_batch_size=4)}
+                                      if batching else {}))
     observer = BrokenObserver()
     dp.observer = observer
     model = dp.manager.resolve("cancer").require_ready()

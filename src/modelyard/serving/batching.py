@@ -335,10 +335,7 @@ class Batcher:
                 if observer.accumulate_batch(self.model, parts, data, outputs, finished):
                     return None, results, True, finished
             except Exception:  # monitoring must not fail a batch; the loop hands it over
-                if self.model not in _TOLD:  # (once per model: it would repeat every batch)
-                    _TOLD.add(self.model)
-                    logger.exception("monitoring could not take a batch of %s; its batches "
-                                     "go the general way", self.model.key)
+                hand_off_failed(self.model, "a batch")
         return (data, outputs), results, False, finished
 
     def _alone(self, prepared: Prepared) -> Outputs | BaseException:
@@ -365,6 +362,16 @@ def hand_answered(on_run: Ran, model: ServedModel, parts: list[Prepared], taken:
                 on_run(model, [part], part.data, result, finished)
     except Exception:
         logger.exception("handing answered requests to monitoring failed")
+
+
+def hand_off_failed(model: ServedModel, what: str) -> None:
+    """Log, with its traceback, that monitoring raised taking ``what`` of ``model`` on a model
+    thread: once per model, since a bug there would repeat for every batch or group. (Called
+    from the ``except`` clause; what was refused then goes the general way.)"""
+    if model not in _TOLD:
+        _TOLD.add(model)
+        logger.exception("monitoring could not take %s of %s; they go the general way",
+                         what, model.key)
 
 
 def model_failure(model: ServedModel, exc: Exception) -> ModelFailed:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from functools import partial
 from operator import attrgetter, itemgetter
@@ -29,7 +28,7 @@ from typing import cast
 
 import numpy as np
 
-from modelyard.serving.batching import Outputs, Ran, hand_answered
+from modelyard.serving.batching import Outputs, Ran, hand_answered, hand_off_failed
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 from modelyard.serving.observe import Observer
@@ -51,7 +50,6 @@ _Answer = tuple[Outputs | Exception, float, float]
 # hand each answer over alone); and perf_counter() when the last one ended
 _Ran = tuple[list[_Answer], bool, tuple[ModelBatch, Outputs] | None, float]
 _ROWS = attrgetter("rows")
-_TOLD: weakref.WeakSet[ServedModel] = weakref.WeakSet()  # models whose hand-off failed once
 
 
 class Unbatched:
@@ -180,10 +178,7 @@ def _run_each(model: ServedModel, parts: list[Prepared], observer: Observer | No
         if observer.accumulate(model, parts, cast(list[Outputs], results), finished):
             return answers, True, None, finished
     except Exception:  # monitoring must not fail a request; the loop hands the group over
-        if model not in _TOLD:  # (once per model: a bug here would repeat for every group)
-            _TOLD.add(model)
-            logger.exception("monitoring could not take an unbatched group of %s; its groups "
-                             "go the general way", model.key)
+        hand_off_failed(model, "an unbatched group")
     return answers, False, _stacked(model, parts, results), finished
 
 
