@@ -294,23 +294,14 @@ class Batcher:
                 item.answer(result)
             if self.on_batch is not None:
                 self.on_batch(stats)
-            if accumulated:
-                if not all(answered):  # (rare: a caller gave up while its batch ran)
-                    self._withdraw([item.prepared.request_id
-                                    for item, took in zip(batch, answered, strict=True)
-                                    if not took])
-            elif self.on_run is not None:
-                hand_answered(self.on_run, self.model, [item.prepared for item in batch],
-                              answered, whole, results, finished)
+            observer = self.observer() if self.observer is not None else None
+            monitor_answered(observer, self.on_run, self.model,
+                             [item.prepared for item in batch], answered, accumulated, whole,
+                             results, finished)
         finally:
             self._running = False
             if self._queue:
                 self._arm(loop, soon=False)
-
-    def _withdraw(self, request_ids: list[str]) -> None:
-        observer = self.observer() if self.observer is not None else None
-        if observer is not None:
-            observer.withdraw(request_ids)
 
     def _compute(self, batch: list[_Item]) -> _Computed:
         """On a model thread: the batch stacked, and if the model fails on it, each request
@@ -345,6 +336,23 @@ class Batcher:
             return exc
         except Exception as exc:
             return model_failure(self.model, exc)
+
+
+def monitor_answered(observer: Observer | None, on_run: Ran | None, model: ServedModel,
+                     parts: list[Prepared], taken: list[bool], accumulated: bool,
+                     whole: tuple[ModelBatch, Outputs] | None,
+                     results: list[Outputs | BaseException], finished: float) -> None:
+    """Monitoring's part once the callers have their answers (``taken``: whether each caller
+    took its own), on the event loop. Requests the observer took on the model thread
+    (``accumulated``) whose callers had gone are withdrawn (rare); else what was answered goes
+    to ``on_run`` (:func:`hand_answered`). Shared by a batcher's batches and an unbatched
+    model's groups."""
+    if accumulated:
+        if not all(taken) and observer is not None:
+            observer.withdraw([part.request_id
+                               for part, took in zip(parts, taken, strict=True) if not took])
+    elif on_run is not None:
+        hand_answered(on_run, model, parts, taken, whole, results, finished)
 
 
 def hand_answered(on_run: Ran, model: ServedModel, parts: list[Prepared], taken: list[bool],

@@ -28,7 +28,7 @@ from typing import cast
 
 import numpy as np
 
-from modelyard.serving.batching import Outputs, Ran, hand_answered, hand_off_failed
+from modelyard.serving.batching import Outputs, Ran, hand_off_failed, monitor_answered
 from modelyard.serving.executor import InferencePool
 from modelyard.serving.model import ModelBatch, Prepared, ServedModel
 from modelyard.serving.observe import Observer
@@ -124,14 +124,8 @@ class Unbatched:
                 taken.append(_tell(done, None, result))
             else:
                 taken.append(_tell(done, result, None))
-        if accumulated:
-            if not all(taken) and self.observer is not None:  # (rare: a caller gave up)
-                self.observer.withdraw([part.request_id
-                                        for part, took in zip(parts, taken, strict=True)
-                                        if not took])
-        elif self.on_run is not None:
-            hand_answered(self.on_run, items[0][0], parts, taken, whole,
-                          [answer[0] for answer in answers], finished)
+        monitor_answered(self.observer, self.on_run, items[0][0], parts, taken, accumulated,
+                         whole, [answer[0] for answer in answers], finished)
 
 
 def _tell(done: Done, outputs: Outputs | None, error: BaseException | None) -> bool:
