@@ -123,7 +123,7 @@ class Batcher:
         on_batch: Callable[[BatchStats], None] | None = None,
         clock: Clock = time.monotonic,
         on_run: Ran | None = None,
-        observer: Callable[[], Observer | None] | None = None,
+        observer: Callable[[], Observer | None] = lambda: None,
     ) -> None:
         self.model = model
         self.pool = pool
@@ -294,8 +294,7 @@ class Batcher:
                 item.answer(result)
             if self.on_batch is not None:
                 self.on_batch(stats)
-            observer = self.observer() if self.observer is not None else None
-            monitor_answered(observer, self.on_run, self.model,
+            monitor_answered(self.observer(), self.on_run, self.model,
                              [item.prepared for item in batch], answered, accumulated, whole,
                              results, finished)
         finally:
@@ -320,7 +319,7 @@ class Batcher:
         except Exception:
             answers = [self._alone(part) for part in parts]
             return None, answers, False, time.perf_counter()
-        observer = self.observer() if self.observer is not None else None
+        observer = self.observer()
         if observer is not None:
             try:
                 if observer.accumulate_batch(self.model, parts, data, outputs, finished):
