@@ -12,9 +12,14 @@ two ports and stay up; wrk (CPU 0) warms each for 3 s, then loads them in turn, 
 each, ``--rounds`` times, the order swapped every round. The host this runs on drifts by 10 to
 40% within minutes (``ab_trees.py``, which restarts a server per run, could not tell apart
 builds 5% apart); here each round's two runs are seconds apart, and the figure is the median
-of the rounds' ratios B/A, printed with its quartiles. The idle server's background threads
-wake a few times a second; their cost is not measurable beside the noise. Needs the peer
-bench's models (``$PEER_BENCH_HOME/work/models``); nothing is written.
+of the rounds' ratios B/A, printed with its quartiles. Beside req/s it prints the server's
+CPU a request (all its threads' user + system time over the run, ``/proc``, as
+``thread_cpu.py`` reads it): what monitoring adds to each request, free of wrk's and the
+loopback's share of the wall clock. On a quiet host (2026-12-07, the first half hour after
+boot) its rounds agreed within ±3%; on a busy one they move as much as req/s. The idle
+server's background threads wake a few times a second; their cost is not measurable beside
+the noise. Needs the peer bench's models (``$PEER_BENCH_HOME/work/models``); nothing is
+written.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import ab_trees as ab
 from monitoring_cost import LUA
+from thread_cpu import cpu_by_thread
 
 PORTS = {"A": 18_600, "B": 18_610}
 
@@ -42,6 +48,21 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
         return values[0], values[0], values[0]
     q1, q2, q3 = statistics.quantiles(values, n=4)
     return q1, q2, q3
+
+
+def server_cpu(pid: int) -> float:
+    """The server's CPU seconds so far, all threads."""
+    return sum(cpu_by_thread(pid).values())
+
+
+def report(what: str, runs: dict[str, list[float]], style: str) -> None:
+    ratios = [b / a for a, b in zip(runs["A"], runs["B"], strict=True)]
+    low, middle, high = quartiles(ratios)
+    print(f"  {what}: A {style.format(statistics.median(runs['A']))}, "
+          f"B {style.format(statistics.median(runs['B']))}; B/A per round: median "
+          f"{middle:.3f} (quartiles {low:.3f} to {high:.3f})", flush=True)
+    print("    A: " + " ".join(style.format(r) for r in runs["A"]))
+    print("    B: " + " ".join(style.format(r) for r in runs["B"]))
 
 
 def main() -> None:
@@ -75,18 +96,17 @@ def main() -> None:
                 for label in sides:
                     ab.wrk(urls[label], lua, payload_file, conc, 3)
                 runs: dict[str, list[float]] = {"A": [], "B": []}
+                cpu: dict[str, list[float]] = {"A": [], "B": []}  # µs a request
                 for n in range(args.rounds):
                     for label in ("A", "B") if n % 2 == 0 else ("B", "A"):
+                        before = server_cpu(processes[label].pid)
                         run = ab.wrk(urls[label], lua, payload_file, conc, args.seconds)
+                        spent = server_cpu(processes[label].pid) - before
                         runs[label].append(run["rps"])
-                ratios = [b / a for a, b in zip(runs["A"], runs["B"], strict=True)]
-                low, middle, high = quartiles(ratios)
-                print(f"c={conc}: A {statistics.median(runs['A']):,.0f} req/s, "
-                      f"B {statistics.median(runs['B']):,.0f} req/s; B/A per round: median "
-                      f"{middle:.3f} (quartiles {low:.3f} to {high:.3f}), {args.rounds} rounds "
-                      f"of {args.seconds} s", flush=True)
-                print("  A: " + " ".join(f"{r:,.0f}" for r in runs["A"]))
-                print("  B: " + " ".join(f"{r:,.0f}" for r in runs["B"]))
+                        cpu[label].append(spent / (run["rps"] * args.seconds) * 1e6)
+                print(f"c={conc}: {args.rounds} rounds of {args.seconds} s")
+                report("req/s", runs, "{:,.0f}")
+                report("CPU µs a request", cpu, "{:.1f}")
         finally:
             for process in processes.values():
                 ab.stop(process)
