@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,32 @@ def test_sqlite_database_uses_wal(tmp_path: Path) -> None:
     db.migrate()
     with db.read() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    db.dispose()
+
+
+def test_a_new_sqlite_store_has_16_kb_pages_and_an_older_4_kb_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new = Database(f"sqlite:///{tmp_path / 'new.db'}")
+    new.migrate()
+    with new.read() as conn:
+        assert conn.execute(text("PRAGMA page_size")).scalar() == 16384
+    new.dispose()
+    older = tmp_path / "older.db"  # a store made before 16 KB pages: WAL with 4 KB pages
+    raw = sqlite3.connect(older)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("CREATE TABLE kept (x INTEGER)")
+    raw.execute("INSERT INTO kept VALUES (7)")
+    raw.commit()
+    raw.close()
+    db = Database(f"sqlite:///{older}")
+    db.migrate()  # opens, migrates and writes as before
+    with db.write() as conn:
+        conn.execute(text("INSERT INTO kept VALUES (8)"))
+    with db.read() as conn:
+        assert conn.execute(text("PRAGMA page_size")).scalar() == 4096
+        assert conn.execute(text("SELECT x FROM kept ORDER BY x")).scalars().all() == [7, 8]
+        assert conn.execute(text("SELECT count(*) FROM models")).scalar() == 0
     db.dispose()
 
 
