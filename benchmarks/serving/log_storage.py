@@ -3,11 +3,12 @@
     taskset -c 1 .venv/bin/python benchmarks/serving/log_storage.py [--batches 120]
         [--requests 5500] [--blob-kb 330]
 
-Writes what ``live/sinks.py``'s ``DatabaseSink`` writes for each batch, the way it writes it:
-one transaction with the batch's blob (``--blob-kb``; half random bytes, half zeros, as an LZ4
-payload of partly repetitive inputs) and one index row a request from a JSON array
-(``json_each``, into a ``WITHOUT ROWID`` table keyed by request id). The database is in WAL
-mode with ``synchronous=NORMAL``, as the server runs it. The figure is the mean over all
+Writes what ``live/sinks.py``'s ``DatabaseSink`` writes for each batch, into the store's own
+``prediction_batches`` and ``prediction_log`` tables (``store/tables.py``, with their indexes):
+one transaction with the batch's row and blob (``--blob-kb``; half random bytes, half zeros,
+as an LZ4 payload of partly repetitive inputs) and one index row a request, from a JSON array
+by the sink's own statement (``json_each``). The database is in WAL mode with
+``synchronous=NORMAL``, as the server runs it. The figure is the mean over all
 batches, not the best, so that the checkpoints (and their fsyncs) the WAL triggers every
 ``wal_autocheckpoint`` pages are counted. CPU is this process's user + system time; wall
 includes waiting for the disk.
@@ -22,36 +23,46 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
+from sqlalchemy import create_engine, event
+
+from modelyard.live.sinks import _INDEX_JSON
+from modelyard.store.tables import prediction_batches, prediction_log
 
 SETTINGS = ((4096, 1000), (4096, 10_000), (16_384, 1000), (16_384, 250), (65_536, 64))
+_BATCH = (f"INSERT INTO {prediction_batches.name} (batch_key, model, version, ts_min, ts_max, "
+          "requests, payload) VALUES (?, 'mlp', 1, ?, ?, ?, ?) RETURNING id")
 
 
 def run(folder: Path, page: int, checkpoint: int, batches: int, requests: int,
         blob: bytes) -> tuple[float, float]:
     """(CPU, wall) µs a request of storing ``batches`` batches."""
-    db = sqlite3.connect(folder / f"log-{page}-{checkpoint}.db", isolation_level=None)
-    db.execute(f"PRAGMA page_size={page}")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(f"PRAGMA wal_autocheckpoint={checkpoint}")
-    db.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY, batch_key TEXT UNIQUE, "
-               "payload BLOB)")
-    db.execute("CREATE TABLE log (request_id VARCHAR(128) NOT NULL, batch_id INTEGER NOT NULL,"
-               " PRIMARY KEY (request_id, batch_id)) WITHOUT ROWID")
+    engine = create_engine(f"sqlite:///{folder / f'log-{page}-{checkpoint}.db'}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # BEGIN and COMMIT are ours, below
+        for pragma in (f"page_size={page}", "journal_mode=WAL", "synchronous=NORMAL",
+                       f"wal_autocheckpoint={checkpoint}"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    prediction_batches.create(engine)
+    prediction_log.create(engine)
     ids = [orjson.dumps([f"c64bbca3217a4964-{b * requests + i:012x}" for i in range(requests)])
            for b in range(batches)]
+    db: sqlite3.Connection = engine.raw_connection().driver_connection  # type: ignore[assignment]
     cpu, wall = time.process_time(), time.perf_counter()
     for b in range(batches):
         db.execute("BEGIN")
-        batch_id = db.execute("INSERT INTO batches (batch_key, payload) VALUES (?, ?) "
-                              "RETURNING id", (uuid.uuid4().hex, blob)).fetchone()[0]
-        db.execute("INSERT OR IGNORE INTO log SELECT value, ? FROM json_each(?)",
-                   (batch_id, ids[b]))
+        stamp = f"2026-12-07T00:00:{b % 60:02d}.000000Z"
+        batch_id = db.execute(_BATCH, (uuid.uuid4().hex, stamp, stamp, requests,
+                                       blob)).fetchone()[0]
+        db.execute(_INDEX_JSON, (batch_id, ids[b]))
         db.execute("COMMIT")
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    db.close()
+    engine.dispose()
     return cpu / (batches * requests) * 1e6, wall / (batches * requests) * 1e6
 
 
