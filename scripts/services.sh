@@ -7,10 +7,23 @@ set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
   echo "services: need root to run: $*" >&2; return 1; fi; }
 
+# Another apt run may hold its locks (a boot-time upgrade, a set-up script): wait for it
+# rather than fail. `install` waits on dpkg's lock itself (DPkg::Lock::Timeout, apt >= 1.9.11);
+# `update` does not wait on the lists' lock, so it is tried again, for up to 10 minutes.
+apt_get() { as_root apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+apt_update() {
+  local output
+  for _ in $(seq 1 120); do
+    if output=$(apt_get update -qq 2>&1); then return 0; fi
+    case "$output" in *"Could not get lock"*) sleep 5 ;; *) echo "$output" >&2; return 1 ;; esac
+  done
+  echo "$output" >&2
+  return 1
+}
 apt_updated=0
 apt_install() {
-  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+  if [ $apt_updated = 0 ]; then apt_update; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq "$@" >/dev/null
 }
 
 ensure_postgres() {
