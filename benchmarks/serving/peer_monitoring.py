@@ -44,7 +44,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from thread_cpu import MODEL_THREADS, cpu_by_thread, thread_names  # noqa: E402
+from thread_cpu import MODEL_THREADS, NO_SPY, SPY, cpu_by_thread, thread_names  # noqa: E402
 
 SERVER = "modelyard serve --host 127.0.0.1 --port"  # start_ours.sh's command line
 CONFIGS = ["ours__hgb__nobatch", "ours__hgb__batch", "ours__onnx__nobatch", "ours__onnx__batch"]
@@ -185,6 +185,8 @@ def main() -> None:
     if not (home / "run_peers.py").exists() or not (home / "work" / "models").exists():
         sys.exit(f"peer_monitoring: no peer bench set up in {home}; run "
                  "../shared/peer-bench/run_peers.sh once (PEER_BENCH_HOME picks the folder)")
+    if not SPY.exists():
+        print(f"peer_monitoring: {NO_SPY}", file=sys.stderr)
     sampler = ThreadSampler()
     for p in range(1, args.passes + 1):
         for config in CONFIGS:

@@ -58,12 +58,16 @@ def switches_by_thread(pid: int) -> dict[str, int]:
     return found
 
 
+SPY = Path(sys.executable).parent / "py-spy"
+NO_SPY = ("py-spy is not in this venv (pip install -e '.[bench]'): threads go unnamed, "
+          "and the model thread's yardstick is left out")
+
+
 def thread_names(pid: int) -> dict[str, str]:
     """OS thread id → Python thread name, from ``py-spy dump`` (empty without py-spy)."""
-    spy = Path(sys.executable).parent / "py-spy"
-    if not spy.exists():
+    if not SPY.exists():
         return {}
-    out = subprocess.run([str(spy), "dump", "--json", "-p", str(pid)], capture_output=True,
+    out = subprocess.run([str(SPY), "dump", "--json", "-p", str(pid)], capture_output=True,
                          text=True, timeout=60).stdout
     try:
         return {str(t["os_thread_id"]): t["thread_name"] for t in json.loads(out)}
@@ -172,6 +176,8 @@ def main() -> None:
     parser.add_argument("--model", choices=("mlp", "hgb"), default="mlp")
     parser.add_argument("--work", type=Path, default=Path("/tmp/modelyard-bench-monitoring-cost"))
     args = parser.parse_args()
+    if not SPY.exists():
+        print(f"thread_cpu: {NO_SPY}", file=sys.stderr)
     if args.monitoring == "compare":
         compare(args.work, args.pairs, args.conc, args.seconds, args.batching, args.model)
         return
