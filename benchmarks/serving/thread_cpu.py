@@ -178,6 +178,9 @@ def main() -> None:
     args = parser.parse_args()
     if not SPY.exists():
         print(f"thread_cpu: {NO_SPY}", file=sys.stderr)
+    if not (args.work / "home").exists():  # monitoring_cost.py's models, made once
+        args.work.mkdir(parents=True, exist_ok=True)
+        mc.make_models(args.work)
     if args.monitoring == "compare":
         compare(args.work, args.pairs, args.conc, args.seconds, args.batching, args.model)
         return
