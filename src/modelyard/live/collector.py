@@ -61,11 +61,34 @@ _FEW = 32  # a stacking round that took fewer requests than this makes the next 
 _SLOWER = 10  # ... this many stacking intervals
 _FOLD_REQUESTS = 4_096  # requests that make a fold due at interval_s
 _SLOWER_FOLD = 4  # with fewer, a fold is due after this many intervals
-# Called between a fold's columns. numpy releases the GIL while it sorts; on the server's core
-# the scheduler then lets this thread run on for its whole time slice, and the event loop,
-# woken meanwhile, waited ~4 ms (its p99 at c=16 with monitoring on). Yielding the core after
-# each column gives it back within one column's work (0.1 to 0.2 ms).
-_YIELD = getattr(os, "sched_yield", None)
+_YIELD_EVERY_S = 0.002
+
+
+class _Yield:
+    """Called between a fold's columns: gives the core back if this thread has had it for
+    ``_YIELD_EVERY_S`` since the last time.
+
+    numpy releases the GIL while it sorts; on the server's core the scheduler then lets this
+    thread run on for its whole time slice, and the event loop, woken meanwhile, waited ~4 ms
+    (its p99 at c=16 with monitoring on). Yielding hands the core back. But every yield also
+    lets the loop and the model thread run, and they push the fold's columns and sketches out
+    of the core's caches: the next column starts cold. In a server (ONNX MLP, unbatched,
+    c=16) the fold cost, as a share of onnxruntime's CPU a request, 5.1 to 5.4% yielding after
+    every column, 3.7 to 3.8% yielding at most every 2 ms and 3.0 to 3.4% never; the p99s
+    were 5.5 to 6.1, 5.7 to 6.3 and 7.1 to 8.6 ms (``benchmarks/RESULTS.md``, ninth
+    session)."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.perf_counter()
+        if now - self._last >= _YIELD_EVERY_S and _SCHED_YIELD is not None:
+            self._last = now
+            _SCHED_YIELD()
+
+
+_SCHED_YIELD = getattr(os, "sched_yield", None)
 
 
 class Collector:
@@ -108,6 +131,7 @@ class Collector:
         self._dropped = 0  # (written on the event loop; the buffers count their own)
         self._columns = Buffers(max_buffer)  # groups written by model threads
         self._warned: dict[tuple[str, int], str] = {}
+        self._yield = _Yield()  # between a fold's columns (one thread folds)
         self._buffer: deque[Item] = deque()
         self._stacked: dict[tuple[Any, ...], list[Stacked]] = {}  # by layout, till the fold
         self._loose: list[Observation | Failure] = []  # what does not stack, till the fold
@@ -303,11 +327,11 @@ class Collector:
                 chunk = chunk()
             kinds = {PREDICTION: CATEGORICAL} if classes and PREDICTION in chunk else {}
             if window.profile is None:
-                window.profile = TableProfile(kinds=kinds).update(chunk, _YIELD)
+                window.profile = TableProfile(kinds=kinds).update(chunk, self._yield)
             elif list(window.profile.schema) == [str(name) for name in chunk]:
-                window.profile.update(chunk, _YIELD)
+                window.profile.update(chunk, self._yield)
             else:
-                window.profile.merge(TableProfile(kinds=kinds).update(chunk, _YIELD),
+                window.profile.merge(TableProfile(kinds=kinds).update(chunk, self._yield),
                                      union=True)
         except Exception as error:  # e.g. a column changed kind mid-window; keep serving
             if self._warned.get((window.model, window.version)) != str(error):

@@ -134,9 +134,10 @@ class TableProfile:
         or a dict of equally long 1-D numpy arrays by column name.
 
         ``between`` is called after each column. A background thread that shares a core with
-        a server passes ``os.sched_yield``: the scheduler lets a thread that releases the GIL
-        inside numpy run on for a whole time slice (a few ms), and the server waits that long
-        for the core unless the thread gives it back between columns."""
+        a server passes a call to ``os.sched_yield`` (the live collector's: at most every
+        2 ms): the scheduler lets a thread that releases the GIL inside numpy run on for a
+        whole time slice (a few ms), and the server waits that long for the core unless the
+        thread gives it back between columns."""
         names, values = columns_of(chunk)
         if self._columns is None:
             self._columns = self._start(names, values)
