@@ -72,10 +72,12 @@ class _Yield:
     thread run on for its whole time slice, and the event loop, woken meanwhile, waited ~4 ms
     (its p99 at c=16 with monitoring on). Yielding hands the core back. But every yield also
     lets the loop and the model thread run, and they push the fold's columns and sketches out
-    of the core's caches: the next column starts cold. In a server (ONNX MLP, unbatched,
-    c=16) the fold cost, as a share of onnxruntime's CPU a request, 5.1 to 5.4% yielding after
-    every column, 3.7 to 3.8% yielding at most every 2 ms and 3.0 to 3.4% never; the p99s
-    were 5.5 to 6.1, 5.7 to 6.3 and 7.1 to 8.6 ms (``benchmarks/RESULTS.md``, ninth
+    of the core's caches: the next column starts cold. In a server (ONNX MLP, c=16,
+    unbatched) the fold cost, as a share of the model's CPU a request, 4.9 to 5.5% yielding
+    after every column, 4.8 to 4.9% at most every 1 ms, 3.6 to 4.1% at most every 2 ms and
+    3.0 to 3.4% never; the p99s were 5.5 to 6.9, 5.8, 5.7 to 6.8 and 7.1 to 8.6 ms. Batched,
+    every 2 ms took the fold from 1.9 to 1.3 µs a request; the p99s were 5.5 to 5.7 and
+    5.4 to 5.5 ms (and 7.0 in one run on a slowed host) (``benchmarks/RESULTS.md``, ninth
     session)."""
 
     def __init__(self) -> None:
