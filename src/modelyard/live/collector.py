@@ -61,7 +61,8 @@ _FEW = 32  # a stacking round that took fewer requests than this makes the next 
 _SLOWER = 10  # ... this many stacking intervals
 _FOLD_REQUESTS = 4_096  # requests that make a fold due at interval_s
 _SLOWER_FOLD = 4  # with fewer, a fold is due after this many intervals
-_YIELD_EVERY_S = 0.002
+_YIELD_EVERY_S = 0.002  # see _Yield
+_SCHED_YIELD = getattr(os, "sched_yield", None)
 
 
 class _Yield:
@@ -88,9 +89,6 @@ class _Yield:
         if now - self._last >= _YIELD_EVERY_S and _SCHED_YIELD is not None:
             self._last = now
             _SCHED_YIELD()
-
-
-_SCHED_YIELD = getattr(os, "sched_yield", None)
 
 
 class Collector:
