@@ -6,12 +6,12 @@
 Writes what ``live/sinks.py``'s ``DatabaseSink`` writes for each batch, into the store's own
 ``prediction_batches`` and ``prediction_log`` tables (``store/tables.py``, with their indexes):
 one transaction with the batch's row and blob (``--blob-kb``; half random bytes, half zeros,
-as an LZ4 payload of partly repetitive inputs) and one index row a request, from a JSON array
-by the sink's own statement (``json_each``). The database is in WAL mode with
-``synchronous=NORMAL``, as the server runs it. The figure is the mean over all
-batches, not the best, so that the checkpoints (and their fsyncs) the WAL triggers every
-``wal_autocheckpoint`` pages are counted. CPU is this process's user + system time; wall
-includes waiting for the disk.
+as an LZ4 payload of partly repetitive inputs) and one index row a request, from a JSON array,
+each by the sink's own statement (``batch_insert``, and ``json_each`` for the index). The
+database is in WAL mode with ``synchronous=NORMAL``, as the server runs it. The figure is the
+mean over all batches, not the best, so that the checkpoints (and their fsyncs) the WAL
+triggers every ``wal_autocheckpoint`` pages are counted. CPU is this process's user + system
+time; wall includes waiting for the disk.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import sqlite
 
-from modelyard.live.sinks import _INDEX_JSON
+from modelyard.live.sinks import _INDEX_JSON, batch_insert
 from modelyard.store.tables import prediction_batches, prediction_log
 
 SETTINGS = ((4096, 1000), (4096, 10_000), (16_384, 1000), (16_384, 250), (65_536, 64))
-_BATCH = (f"INSERT INTO {prediction_batches.name} (batch_key, model, version, ts_min, ts_max, "
-          "requests, payload) VALUES (?, 'mlp', 1, ?, ?, ?, ?) RETURNING id")
+_COLUMNS = ["batch_key", "model", "version", "ts_min", "ts_max", "requests", "payload"]
+_BATCH = batch_insert(sqlite).compile(dialect=sqlite.dialect(),  # the sink's own statement
+                                      column_keys=_COLUMNS)
 
 
 def run(folder: Path, page: int, checkpoint: int, batches: int, requests: int,
@@ -53,12 +55,14 @@ def run(folder: Path, page: int, checkpoint: int, batches: int, requests: int,
     ids = [orjson.dumps([f"c64bbca3217a4964-{b * requests + i:012x}" for i in range(requests)])
            for b in range(batches)]
     db: sqlite3.Connection = engine.raw_connection().driver_connection  # type: ignore[assignment]
+    sql, order = str(_BATCH), _BATCH.positiontup or []
     cpu, wall = time.process_time(), time.perf_counter()
     for b in range(batches):
         db.execute("BEGIN")
         stamp = f"2026-12-07T00:00:{b % 60:02d}.000000Z"
-        batch_id = db.execute(_BATCH, (uuid.uuid4().hex, stamp, stamp, requests,
-                                       blob)).fetchone()[0]
+        row = {"batch_key": uuid.uuid4().hex, "model": "mlp", "version": 1, "ts_min": stamp,
+               "ts_max": stamp, "requests": requests, "payload": blob}
+        batch_id = db.execute(sql, [row[name] for name in order]).fetchone()[0]
         db.execute(_INDEX_JSON, (batch_id, ids[b]))
         db.execute("COMMIT")
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -60,6 +60,14 @@ def _within(rows: list[Row], since: datetime | None, until: datetime | None,
     return kept if limit is None else kept[:limit]
 
 
+def batch_insert(dialect: Any) -> Any:
+    """The statement storing a batch's row in ``prediction_batches`` (``dialect``: SQLAlchemy's
+    ``sqlite`` or ``postgresql``), returning its id; nothing (no row) when its key is stored
+    already: a batch replayed from the journal after a crash."""
+    t = prediction_batches
+    return dialect.insert(t).on_conflict_do_nothing(index_elements=["batch_key"]).returning(t.c.id)
+
+
 class DatabaseSink:
     """``prediction_batches`` holds each batch as one compressed Arrow table; ``prediction_log``
     one index row per request (its id and batch), which feedback looks up.
@@ -90,9 +98,7 @@ class DatabaseSink:
 
     def _store(self, conn: Connection, batch: Batch) -> int:
         dialect = postgresql if self.database.dialect == "postgresql" else sqlite
-        t = prediction_batches
-        query = dialect.insert(t).on_conflict_do_nothing(index_elements=["batch_key"])
-        batch_id = conn.execute(query.returning(t.c.id), {
+        batch_id = conn.execute(batch_insert(dialect), {
             "batch_key": batch.key, "model": batch.model, "version": batch.version,
             "ts_min": batch.ts_min, "ts_max": batch.ts_max,
             "requests": batch.requests, "payload": batch.payload(),
