@@ -48,10 +48,13 @@ def body(models: Path, model: str) -> bytes:
 
 
 def start(tree: Path, models: Path, batching: bool, monitoring: bool, work: Path,
-          port: int = PORT) -> subprocess.Popen[bytes]:
+          port: int = PORT, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``tree``'s server on ``port``, the peer bench's way; ``extra``: more environment (it
+    may set PYTHONPATH too, e.g. the tree followed by a folder of hooks)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
     env.update(PYTHONPATH=str(tree.resolve()), OURS_MONITORING="1" if monitoring else "0",
                OMP_NUM_THREADS="1")
+    env.update(extra or {})
     cmd = ["taskset", "-c", "1", "bash", str(HERE / "start_ours.sh"), str(port),
            str(models / "hgb.joblib"), str(models / "model.onnx"), "1" if batching else "0",
            str(work)]

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -112,25 +110,14 @@ def snapshot(path: Path) -> dict[str, list[float]]:
     return result
 
 
-def start(tree: Path, hooks: Path, models: Path, batching: bool, work: Path,
-          out: Path) -> subprocess.Popen[bytes]:
-    """``ab_trees.start``'s server (monitoring on), with the hook on its path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-    env.update(PYTHONPATH=f"{tree.resolve()}:{hooks}", OURS_MONITORING="1", OMP_NUM_THREADS="1",
-               BREAKDOWN_OUT=str(out), BREAKDOWN_CALLS=json.dumps(CALLS))
-    cmd = ["taskset", "-c", "1", "bash", str(ab.HERE / "start_ours.sh"), str(PORT),
-           str(models / "hgb.joblib"), str(models / "model.onnx"), "1" if batching else "0",
-           str(work)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
 def measure(tree: Path, hooks: Path, models: Path, args: argparse.Namespace,
             work: Path, lua: Path, payload_file: Path, payload: bytes) -> dict[str, float]:
     """One run: each call's CPU µs a request, and req/s."""
     out = work / "totals.json"
     out.unlink(missing_ok=True)
-    process = start(tree, hooks, models, args.batching == "on", work / "server", out)
+    process = ab.start(tree, models, args.batching == "on", True, work / "server", PORT, extra={
+        "PYTHONPATH": f"{tree.resolve()}:{hooks}",  # the tree, then the hook
+        "BREAKDOWN_OUT": str(out), "BREAKDOWN_CALLS": json.dumps(CALLS)})
     url = f"http://127.0.0.1:{PORT}/v2/models/{args.model}/infer"
     try:
         ab.wait_ready(process, url, payload)
