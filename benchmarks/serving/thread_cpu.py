@@ -70,7 +70,8 @@ def thread_names(pid: int) -> dict[str, str]:
     out = subprocess.run([str(SPY), "dump", "--json", "-p", str(pid)], capture_output=True,
                          text=True, timeout=60).stdout
     try:
-        return {str(t["os_thread_id"]): t["thread_name"] for t in json.loads(out)}
+        # (py-spy 0.4 gives ``null`` for a thread it cannot name, such as one C++ started)
+        return {str(t["os_thread_id"]): t.get("thread_name") or "" for t in json.loads(out)}
     except (ValueError, KeyError, TypeError):
         return {}
 

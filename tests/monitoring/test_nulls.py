@@ -11,6 +11,7 @@ from datasketches import kll_doubles_sketch
 
 from modelyard.monitoring import nulls, weighted
 from modelyard.monitoring.calibration import calibrate
+from modelyard.monitoring.drift import METHODS
 from modelyard.monitoring.nulls import NullTables, Shape, simulate
 from modelyard.monitoring.weighted import WeightedItems
 
@@ -97,3 +98,20 @@ def test_columns_with_missing_values_share_tables_by_eighths_of_their_finite_sha
         column[rng.random(20_000) < missing] = np.nan
         calibrate(column, "wasserstein", 2_000, tables=tables)
     assert tables.simulated == 1  # all between 7/8 and 1 of the rows have a value
+
+
+@pytest.mark.parametrize("method", ["ks", "wasserstein"])
+@pytest.mark.parametrize(("size", "rows"), [(2_000, 100), (600, 2_048)])  # holdout, bootstrap
+def test_all_pairs_at_once_score_as_each_pair_alone(method: str, size: int, rows: int) -> None:
+    """Calibration scores KS and Wasserstein over a table's pairs in one pass: the same
+    scores, ties (repeated values, ranks drawn twice) included."""
+    drift = METHODS[method]()
+    table = simulate(Shape.of(size=size, rows=rows, n_boot=60, k=200, reference_k=200, seed=3))
+    rng = np.random.default_rng(5)
+    for values in (rng.normal(size=size), rng.poisson(2, size) * 1.0, np.full(size, 7.0)):
+        ordered = np.sort(values)
+        merged = table.merged(ordered)
+        assert merged is not None
+        alone = [drift.score(reference, window) for reference, window in table.pairs(ordered)]
+        assert np.allclose(drift._compare_merged(merged), alone, rtol=1e-12, atol=1e-15)
+        assert len(set(alone)) > 1 or values[0] == values[-1]  # (pairs that differ)

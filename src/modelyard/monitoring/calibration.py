@@ -20,8 +20,9 @@ false alarms instead of 1 %.
 For numbers the draws are not made per column: a KLL sketch only compares values, so the sketch
 of a column's values is the sketch of their ranks read through the sorted values. One table of
 sketched ranks per shape (reference size, window size, k, draws; :mod:`~modelyard.monitoring.nulls`)
-serves every column of that shape, and per column only the scores are computed (about 15 ms for
-200 draws, against 0.8 s to draw a table of a 100k-row sample). A column with missing values is
+serves every column of that shape, and per column only the scores are computed (1 to 4 ms for
+200 draws with KS and Wasserstein, which score them all at once, against 0.8 s to draw a table
+of a 100k-row sample). A column with missing values is
 calibrated at its finite share rounded down to eighths, so that columns missing 1 % and 10 % of
 their values share one table; the smaller sample and windows can only raise its threshold.
 
@@ -134,7 +135,11 @@ def _numerical_null(
         window = max(1, round(share * rows))
         finite = np.random.default_rng(seed).choice(finite, size, replace=False)
     table = tables.get(Shape.of(size, window, n_boot, k[1], k[0], seed))
-    scores = [_safe_score(method, ref, cur) for ref, cur in table.pairs(np.sort(finite))]
+    ordered = np.sort(finite)
+    merged = table.merged(ordered) if method.merges else None
+    if merged is not None:  # every pair in one pass (KS, Wasserstein)
+        return method._compare_merged(merged).tolist(), table.shape.scheme
+    scores = [_safe_score(method, ref, cur) for ref, cur in table.pairs(ordered)]
     return scores, table.shape.scheme
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelyard.errors import InvalidInput
-from modelyard.monitoring.weighted import WeightedItems
+from modelyard.monitoring.weighted import MergedPairs, WeightedItems
 
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
@@ -114,6 +114,7 @@ class DriftMethod:
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
+    merges: ClassVar[bool] = False  # whether it scores MergedPairs (_compare_merged)
 
     def score(self, reference: Summary, current: Summary) -> float:
         """How different ``current`` is from ``reference``: 0 when identical, larger = more."""
@@ -135,6 +136,10 @@ class DriftMethod:
         """The score on aligned, non-negative count vectors (zero on both sides is allowed)."""
         raise NotImplementedError
 
+    def _compare_merged(self, pairs: MergedPairs) -> Floats:
+        """Each pair's ``_compare_sketches`` score at once (where ``merges``)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class KolmogorovSmirnov(DriftMethod):
@@ -154,9 +159,16 @@ class KolmogorovSmirnov(DriftMethod):
     name: ClassVar[str] = "ks"
     kinds: ClassVar[frozenset[str]] = frozenset({NUMERICAL})
 
+    merges: ClassVar[bool] = True
+
     def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
         grid = np.unique(np.concatenate([reference.items, current.items]))
         return float(np.max(np.abs(reference.cdf(grid) - current.cdf(grid))))
+
+    def _compare_merged(self, pairs: MergedPairs) -> Floats:
+        # read only at the last of equal items, where the difference is the CDFs'
+        steps = np.where(pairs.gaps() > 0, np.abs(pairs.difference), 0.0)
+        return pairs.maxima(steps)
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,7 @@ class Wasserstein(DriftMethod):
 
     name: ClassVar[str] = "wasserstein"
     kinds: ClassVar[frozenset[str]] = frozenset({NUMERICAL})
+    merges: ClassVar[bool] = True
 
     def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
         values, weights = reference.items, reference.weights
@@ -188,6 +201,13 @@ class Wasserstein(DriftMethod):
         mean = float(np.average(values, weights=weights))
         std = math.sqrt(float(np.average((values - mean) ** 2, weights=weights)))
         return w1 / std if std > 0 else w1
+
+    def _compare_merged(self, pairs: MergedPairs) -> Floats:
+        if not np.all(np.isfinite(pairs.items)):
+            raise InvalidInput("the Wasserstein distance needs finite values; a sketch holds ±inf")
+        w1 = pairs.sums(np.abs(pairs.difference) * pairs.gaps())
+        _, std = pairs.reference_moments()
+        return np.where(std > 0, w1 / np.where(std > 0, std, 1.0), w1)
 
 
 def _shares(counts: Floats) -> Floats:

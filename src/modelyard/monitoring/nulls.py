@@ -12,8 +12,10 @@ so splits into:
    updates per pair (about 0.6 s for 200 pairs of a 100k-row sample) and is the same for every
    column and every reference of that shape;
 2. per column, a lookup: the table's ranks index the column's sorted sample values, and the
-   method scores the :class:`~modelyard.monitoring.weighted.WeightedItems` pairs (about 0.1 ms a
-   pair).
+   method scores the :class:`~modelyard.monitoring.weighted.WeightedItems` pairs (about 0.05 ms
+   a pair), or, for KS and Wasserstein, all pairs at once (:meth:`NullTable.merged`: each
+   pair's two sides merged in rank order, worked out once per table; 1 to 4 ms for 200 pairs
+   against 6 to 18 ms one by one).
 
 :class:`NullTables` keeps tables in memory (least recently used first out) and, given a
 directory, on disk, so that a second report, a restarted monitor or another column of the same
@@ -48,7 +50,7 @@ from datasketches import kll_doubles_sketch  # type: ignore[import-untyped, unus
 from numpy.typing import NDArray
 
 from modelyard.errors import InvalidInput
-from modelyard.monitoring.weighted import WeightedItems
+from modelyard.monitoring.weighted import MergedPairs, WeightedItems
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class NullTable:
     def __init__(self, shape: Shape, arrays: dict[str, NDArray[np.int64]]) -> None:
         self.shape = shape
         self._arrays = arrays
+        self._merged: _Merge | None = None
+        self._merging = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._arrays["ref_offsets"]) - 1
@@ -102,6 +106,72 @@ class NullTable:
         for i in range(len(self)):
             yield (_read(values, a["ref_items"], a["ref_weights"], a["ref_offsets"], i),
                    _read(values, a["cur_items"], a["cur_weights"], a["cur_offsets"], i))
+
+
+    def merged(self, values: NDArray[np.float64]) -> MergedPairs | None:
+        """All pairs at once with ranks read as ``values`` (as :meth:`pairs`), for the methods
+        that score every pair in one pass; None when a pair has no item on one side.
+
+        Where each rank goes, and the CDFs' difference along each pair, depend on the ranks
+        only: they are worked out once per table and serve every column."""
+        if values.shape != (self.shape.size,):
+            raise InvalidInput(f"a table of {self.shape.size} ranks needs as many sorted values, "
+                               f"not {values.shape}")
+        with self._merging:
+            if self._merged is None:
+                self._merged = _Merge.of(self._arrays)
+        merge = self._merged
+        if merge.starts is None:
+            return None
+        return MergedPairs(
+            items=values[merge.ranks], starts=merge.starts, pair=merge.pair,
+            difference=merge.difference, ref_items=values[self._arrays["ref_items"]],
+            ref_weights=merge.ref_weights, ref_pair=merge.ref_pair, ref_n=merge.ref_n)
+
+
+@dataclass(frozen=True)
+class _Merge:
+    """What :meth:`NullTable.merged` needs of a table whatever the column (see there);
+    ``starts`` is None when a pair has no item on one side."""
+
+    ranks: NDArray[np.int64]
+    starts: NDArray[np.int64] | None
+    pair: NDArray[np.int64]
+    difference: NDArray[np.float64]
+    ref_weights: NDArray[np.float64]
+    ref_pair: NDArray[np.int64]
+    ref_n: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, arrays: dict[str, NDArray[np.int64]]) -> _Merge:
+        count = len(arrays["ref_offsets"]) - 1
+        sides = []
+        for side in ("ref", "cur"):
+            lengths = np.diff(arrays[f"{side}_offsets"])
+            sides.append((np.repeat(np.arange(count), lengths), lengths))
+        (ref_pair, ref_lengths), (cur_pair, cur_lengths) = sides
+        ref_weights, cur_weights = arrays["ref_weights"], arrays["cur_weights"]
+        ref_n = np.bincount(ref_pair, ref_weights, count).astype(np.float64)
+        cur_n = np.bincount(cur_pair, cur_weights, count)
+        pair = np.concatenate([ref_pair, cur_pair])
+        ranks = np.concatenate([arrays["ref_items"], arrays["cur_items"]])
+        # by pair, then rank (a reference item before an equal current one: the difference
+        # in between is never read, see MergedPairs)
+        order = np.lexsort((ranks, pair))
+        ranks, pair = ranks[order], pair[order]
+        is_ref = order < len(ref_pair)
+        weights = np.concatenate([ref_weights, cur_weights])[order]
+        # each side's weight up to each position, from the pair's start (sums of integers:
+        # exact, as the sketches' own ranks are)
+        below_ref = np.cumsum(np.where(is_ref, weights, 0)) - np.repeat(
+            np.cumsum(ref_n) - ref_n, ref_lengths + cur_lengths)
+        below_cur = np.cumsum(np.where(is_ref, 0, weights)) - np.repeat(
+            np.cumsum(cur_n) - cur_n, ref_lengths + cur_lengths)
+        difference = below_ref / ref_n[pair] - below_cur / cur_n[pair]
+        whole = bool(np.all(ref_lengths > 0) and np.all(cur_lengths > 0))
+        starts = np.concatenate([[0], np.cumsum(ref_lengths + cur_lengths)[:-1]])
+        return cls(ranks, starts.astype(np.int64) if whole else None, pair, difference,
+                   ref_weights.astype(np.float64), ref_pair, ref_n)
 
 
 def _read(values: NDArray[np.float64], items: NDArray[np.int64], weights: NDArray[np.int64],
