@@ -38,6 +38,7 @@ CALLS = [
     ("modelyard.serving.model", "ServedModel", "run"),
     ("modelyard.live.collector", "Collector", "accumulate"),
     ("modelyard.live.collector", "Collector", "accumulate_batch"),
+    ("modelyard.live.columns", "Buffers", "add"),
     ("modelyard.live.collector", "Collector", "record"),
     ("modelyard.live.collector", "Collector", "stack"),
     ("modelyard.live.collector", "Collector", "drain"),
