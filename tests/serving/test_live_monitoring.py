@@ -233,8 +233,8 @@ def test_two_workers_merge_into_the_profile_of_all_requests(
     finally:
         code, _, err = server.stop()  # SIGTERM: each worker stores its open window
     assert code == 0, err
-    # and lets its sketches go: left to the interpreter's exit, datasketches' nanobind prints
-    # ~600 lines of "leaked instance" warnings as the server stops
+    # and frees its sketches before it exits: left to the interpreter's teardown, datasketches'
+    # nanobind prints ~600 lines of "leaked instance" warnings as the server stops
     assert "leaked" not in err, err[-2000:]
     everything = pd.concat([*warm, sent], ignore_index=True)
     windows = load(open_database(url, settings.store), "cancer", 1)

@@ -366,11 +366,6 @@ class Collector:
             self._thread.join(timeout=10)
         self.drain()
         self.flush()
-        # Stored: let their sketches go now. The server freezes what it built before serving
-        # (gc.freeze), this collector included, so the windows would otherwise live until the
-        # interpreter's teardown, where datasketches' nanobind reports each sketch as leaked.
-        with self._lock:
-            self._windows.clear()
 
 
 def _count(window: WindowProfile, latency_s: np.ndarray) -> None:
