@@ -158,7 +158,6 @@ class KolmogorovSmirnov(DriftMethod):
 
     name: ClassVar[str] = "ks"
     kinds: ClassVar[frozenset[str]] = frozenset({NUMERICAL})
-
     merges: ClassVar[bool] = True
 
     def _compare_sketches(self, reference: WeightedItems, current: WeightedItems) -> float:
@@ -169,6 +168,9 @@ class KolmogorovSmirnov(DriftMethod):
         # read only at the last of equal items, where the difference is the CDFs'
         steps = np.where(pairs.gaps() > 0, np.abs(pairs.difference), 0.0)
         return pairs.maxima(steps)
+
+
+_INFINITE = "the Wasserstein distance needs finite values; a sketch holds ±inf"
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ class Wasserstein(DriftMethod):
         values, weights = reference.items, reference.weights
         grid = np.unique(np.concatenate([values, current.items]))
         if not np.all(np.isfinite(grid)):
-            raise InvalidInput("the Wasserstein distance needs finite values; a sketch holds ±inf")
+            raise InvalidInput(_INFINITE)
         gaps = np.abs(reference.cdf(grid) - current.cdf(grid))[:-1]
         w1 = float(np.sum(gaps * np.diff(grid)))
         mean = float(np.average(values, weights=weights))
@@ -204,7 +206,7 @@ class Wasserstein(DriftMethod):
 
     def _compare_merged(self, pairs: MergedPairs) -> Floats:
         if not np.all(np.isfinite(pairs.items)):
-            raise InvalidInput("the Wasserstein distance needs finite values; a sketch holds ±inf")
+            raise InvalidInput(_INFINITE)
         w1 = pairs.sums(np.abs(pairs.difference) * pairs.gaps())
         _, std = pairs.reference_moments()
         return np.where(std > 0, w1 / np.where(std > 0, std, 1.0), w1)

@@ -91,7 +91,8 @@ class NullTable:
     def __init__(self, shape: Shape, arrays: dict[str, NDArray[np.int64]]) -> None:
         self.shape = shape
         self._arrays = arrays
-        self._merged: _Merge | None = None
+        self._merged: _Merge | None = None  # (worked out on the first merged() call)
+        self._merge_known = False
         self._merging = threading.Lock()
 
     def __len__(self) -> int:
@@ -107,7 +108,6 @@ class NullTable:
             yield (_read(values, a["ref_items"], a["ref_weights"], a["ref_offsets"], i),
                    _read(values, a["cur_items"], a["cur_weights"], a["cur_offsets"], i))
 
-
     def merged(self, values: NDArray[np.float64]) -> MergedPairs | None:
         """All pairs at once with ranks read as ``values`` (as :meth:`pairs`), for the methods
         that score every pair in one pass; None when a pair has no item on one side.
@@ -118,10 +118,10 @@ class NullTable:
             raise InvalidInput(f"a table of {self.shape.size} ranks needs as many sorted values, "
                                f"not {values.shape}")
         with self._merging:
-            if self._merged is None:
-                self._merged = _Merge.of(self._arrays)
+            if not self._merge_known:
+                self._merged, self._merge_known = _Merge.of(self._arrays), True
         merge = self._merged
-        if merge.starts is None:
+        if merge is None:
             return None
         return MergedPairs(
             items=values[merge.ranks], starts=merge.starts, pair=merge.pair,
@@ -131,11 +131,10 @@ class NullTable:
 
 @dataclass(frozen=True)
 class _Merge:
-    """What :meth:`NullTable.merged` needs of a table whatever the column (see there);
-    ``starts`` is None when a pair has no item on one side."""
+    """What :meth:`NullTable.merged` needs of a table whatever the column (see there)."""
 
     ranks: NDArray[np.int64]
-    starts: NDArray[np.int64] | None
+    starts: NDArray[np.int64]
     pair: NDArray[np.int64]
     difference: NDArray[np.float64]
     ref_weights: NDArray[np.float64]
@@ -143,11 +142,14 @@ class _Merge:
     ref_n: NDArray[np.float64]
 
     @classmethod
-    def of(cls, arrays: dict[str, NDArray[np.int64]]) -> _Merge:
+    def of(cls, arrays: dict[str, NDArray[np.int64]]) -> _Merge | None:
+        """None when a pair has no item on one side (its CDF would be undefined)."""
         count = len(arrays["ref_offsets"]) - 1
         sides = []
         for side in ("ref", "cur"):
             lengths = np.diff(arrays[f"{side}_offsets"])
+            if not np.all(lengths > 0):
+                return None
             sides.append((np.repeat(np.arange(count), lengths), lengths))
         (ref_pair, ref_lengths), (cur_pair, cur_lengths) = sides
         ref_weights, cur_weights = arrays["ref_weights"], arrays["cur_weights"]
@@ -168,9 +170,8 @@ class _Merge:
         below_cur = np.cumsum(np.where(is_ref, 0, weights)) - np.repeat(
             np.cumsum(cur_n) - cur_n, ref_lengths + cur_lengths)
         difference = below_ref / ref_n[pair] - below_cur / cur_n[pair]
-        whole = bool(np.all(ref_lengths > 0) and np.all(cur_lengths > 0))
         starts = np.concatenate([[0], np.cumsum(ref_lengths + cur_lengths)[:-1]])
-        return cls(ranks, starts.astype(np.int64) if whole else None, pair, difference,
+        return cls(ranks, starts.astype(np.int64), pair, difference,
                    ref_weights.astype(np.float64), ref_pair, ref_n)
 
 
